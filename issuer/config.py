@@ -1,0 +1,256 @@
+"""Settings: built once from ``ISSUER_*`` environment variables, frozen, validated.
+
+A bad value raises :class:`ConfigError` with one line that names the variable;
+``issuer.cli`` prints that line and exits non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from issuer.errors import ConfigError
+
+T = TypeVar("T")
+
+SIGNING_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
+RSA_KEY_SIZES = (2048, 3072, 4096)
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an error."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def parse_duration(text: str) -> int:
+    """``600``, ``10m``, ``24h``, ``30d`` -> seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError("expected a duration such as 600, 90s, 10m, 24h or 30d")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError("expected a port number from 0 to 65535")
+    return port
+
+
+def parse_kek_list(text: str) -> tuple[bytes, ...]:
+    """Comma-separated base64url 256-bit keys; the first wraps, all unwrap."""
+    keys = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):
+            raise ValueError("each key must be base64url") from None
+        if len(raw) != 32:
+            raise ValueError("each key must be 32 bytes (256 bits), base64url-encoded")
+        keys.append(raw)
+    if not keys:
+        raise ValueError("expected at least one base64url 256-bit key")
+    return tuple(keys)
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = []
+    for part in text.replace(",", " ").split():
+        nets.append(ipaddress.ip_network(part, strict=False))
+    return tuple(nets)
+
+
+def _database_url(text: str) -> str:
+    scheme = urlsplit(text).scheme
+    if scheme not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError("expected sqlite:///path or postgresql://user@host/db")
+    if scheme == "sqlite" and not text.startswith("sqlite:///"):
+        raise ValueError("expected sqlite:///relative/path or sqlite:////absolute/path")
+    return text
+
+
+def _issuer_url(text: str) -> str:
+    parts = urlsplit(text)
+    # RFC 8414 §2: https URL with no query or fragment (http allowed for local use).
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an absolute http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment (RFC 8414 §2)")
+    return text.rstrip("/")
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
+
+
+def _choice(options: tuple[T, ...], convert: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        value = convert(text.strip())
+        if value not in options:
+            raise ValueError("expected one of " + ", ".join(str(o) for o in options))
+        return value
+
+    return parse
+
+
+def _default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every setting, with its default; see the README's configuration table."""
+
+    database_url: str = "sqlite:///./var/issuer.db"
+    issuer: str = "http://127.0.0.1:8080"
+    audience: str = "aud"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8081
+    kek_file: Path = Path("keys/kek.json")
+    kek: tuple[bytes, ...] | None = field(default=None, repr=False)
+    signing_alg: str = "RS256"
+    rsa_key_size: int = 2048
+    access_token_ttl: int = 600
+    key_rotation_interval: int = 30 * 86400
+    key_publish_lead: int = 86400
+    jwks_max_age: int = 300
+    clock_leeway: int = 60
+    key_refresh_interval: int = 2
+    auto_migrate: bool = True
+    workers: int = field(default_factory=_default_workers)
+    shutdown_grace: int = 20
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks; each failure names the variable to fix."""
+
+        def need(ok: bool, name: str, why: str) -> None:
+            if not ok:
+                raise ConfigError(f"ISSUER_{name.upper()}: {why}")
+
+        need(self.access_token_ttl >= 1, "access_token_ttl", "must be at least 1 second")
+        need(self.access_token_ttl <= 86400, "access_token_ttl", "must be at most 24h")
+        need(self.jwks_max_age >= 0, "jwks_max_age", "must not be negative")
+        # A key must be in every verifier's cached JWKS before it signs.
+        need(
+            self.key_publish_lead >= self.jwks_max_age,
+            "key_publish_lead",
+            f"must be at least ISSUER_JWKS_MAX_AGE ({self.jwks_max_age}s), "
+            "or verifiers may meet a kid they have not fetched yet",
+        )
+        need(
+            self.key_rotation_interval > self.key_publish_lead,
+            "key_rotation_interval",
+            f"must be longer than ISSUER_KEY_PUBLISH_LEAD ({self.key_publish_lead}s)",
+        )
+        need(
+            self.key_rotation_interval >= self.access_token_ttl,
+            "key_rotation_interval",
+            f"must be at least ISSUER_ACCESS_TOKEN_TTL ({self.access_token_ttl}s)",
+        )
+        need(self.key_refresh_interval >= 1, "key_refresh_interval", "must be at least 1s")
+        need(self.workers >= 1, "workers", "must be at least 1")
+        need(self.port != self.admin_port or self.port == 0, "admin_port", "must differ from ISSUER_PORT")
+
+    @property
+    def key_retention(self) -> int:
+        """How long a key stays published after it stops signing."""
+        return self.access_token_ttl + self.clock_leeway
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = "ISSUER_" + f.name.upper()
+            if name not in env:
+                continue
+            raw = env[name]
+            parser = _PARSERS.get(f.name, str)
+            try:
+                values[f.name] = parser(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{name}: {exc} (got {_shown(f.name, raw)})") from None
+        unknown = sorted(k for k in env if k.startswith("ISSUER_") and k not in _KNOWN)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown setting (see the README's table)")
+        return cls(**values)
+
+
+def _shown(name: str, raw: str) -> str:
+    return "a hidden value" if name == "kek" else repr(raw[:80])
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "database_url": _database_url,
+    "issuer": _issuer_url,
+    "audience": _non_empty,
+    "port": parse_port,
+    "admin_port": parse_port,
+    "kek_file": Path,
+    "kek": parse_kek_list,
+    "signing_alg": _choice(SIGNING_ALGS, str),
+    "rsa_key_size": _choice(RSA_KEY_SIZES, int),
+    "access_token_ttl": parse_duration,
+    "key_rotation_interval": parse_duration,
+    "key_publish_lead": parse_duration,
+    "jwks_max_age": parse_duration,
+    "clock_leeway": parse_duration,
+    "key_refresh_interval": parse_duration,
+    "auto_migrate": parse_bool,
+    "workers": int,
+    "shutdown_grace": parse_duration,
+    "trusted_proxies": parse_networks,
+    "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR"), str.upper),
+}
+# Variables read elsewhere (tests, tooling) that are not settings of the server.
+_OTHER = {"ISSUER_TEST_POSTGRES", "ISSUER_TEST_POSTGRES_DSN"}
+_KNOWN = {"ISSUER_" + f.name.upper() for f in fields(Settings)} | _OTHER

@@ -1,0 +1,202 @@
+"""One hierarchy for every error a client can see.
+
+Each error carries its OAuth 2.0 ``error`` code (RFC 6749 §5.2, RFC 6750 §3.1,
+RFC 7009, RFC 7662) and HTTP status; ``issuer.http.middleware`` renders them as
+JSON with ``Cache-Control: no-store``. The description is shown to the client,
+so it never contains a secret, a token or a password.
+"""
+
+from __future__ import annotations
+
+
+class IssuerError(Exception):
+    """Base class: an error the client is told about."""
+
+    error = "server_error"
+    status = 500
+    description = "internal error"
+
+    def __init__(self, description: str | None = None) -> None:
+        if description is not None:
+            self.description = description
+        super().__init__(self.description)
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequestError(IssuerError):
+    """RFC 6749 §5.2: malformed, missing or repeated parameter."""
+
+    error = "invalid_request"
+    status = 400
+    description = "the request is malformed"
+
+
+class InvalidClientError(IssuerError):
+    """RFC 6749 §5.2: client authentication failed."""
+
+    error = "invalid_client"
+    status = 401
+    description = "client authentication failed"
+
+    def __init__(self, description: str | None = None, *, basic: bool = True) -> None:
+        super().__init__(description)
+        self.basic = basic
+
+    def headers(self) -> dict[str, str]:
+        # RFC 6749 §5.2: 401 with the scheme the client tried (we always offer Basic).
+        return {"WWW-Authenticate": 'Basic realm="issuer", charset="UTF-8"'}
+
+
+class InvalidGrantError(IssuerError):
+    """RFC 6749 §5.2: bad credentials, or an expired/revoked/reused refresh token."""
+
+    error = "invalid_grant"
+    status = 400
+    description = "the grant is invalid, expired or revoked"
+
+
+class UnauthorizedClientError(IssuerError):
+    """RFC 6749 §5.2: the client may not use this grant type."""
+
+    error = "unauthorized_client"
+    status = 400
+    description = "this client may not use this grant type"
+
+
+class UnsupportedGrantTypeError(IssuerError):
+    """RFC 6749 §5.2."""
+
+    error = "unsupported_grant_type"
+    status = 400
+    description = "unsupported grant_type"
+
+
+class InvalidScopeError(IssuerError):
+    """RFC 6749 §5.2: scope unknown or beyond what the client may have."""
+
+    error = "invalid_scope"
+    status = 400
+    description = "the requested scope is invalid or exceeds what is allowed"
+
+
+class UnsupportedTokenTypeError(IssuerError):
+    """RFC 7009 §2.2.1."""
+
+    error = "unsupported_token_type"
+    status = 400
+    description = "unsupported token type"
+
+
+class InvalidTokenError(IssuerError):
+    """RFC 6750 §3.1: the bearer token is missing, malformed, expired or revoked."""
+
+    error = "invalid_token"
+    status = 401
+    description = "the access token is missing, invalid or expired"
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "WWW-Authenticate": (
+                f'Bearer realm="issuer", error="{self.error}", '
+                f'error_description="{self.description}"'
+            )
+        }
+
+
+class MissingTokenError(InvalidTokenError):
+    """RFC 6750 §3.1: no credentials at all: no error code in the challenge."""
+
+    description = "an access token is required"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="issuer"'}
+
+
+class InsufficientScopeError(IssuerError):
+    """RFC 6750 §3.1: the token lacks the scope the resource needs."""
+
+    error = "insufficient_scope"
+    status = 403
+    description = "the access token lacks the required scope"
+
+    def __init__(self, scope: str, description: str | None = None) -> None:
+        super().__init__(description)
+        self.scope = scope
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "WWW-Authenticate": (
+                f'Bearer realm="issuer", error="{self.error}", scope="{self.scope}"'
+            )
+        }
+
+
+class NotFoundError(IssuerError):
+    """A named resource (key, user, client) does not exist."""
+
+    error = "not_found"
+    status = 404
+    description = "not found"
+
+
+class ConflictError(IssuerError):
+    """The request conflicts with the current state (e.g. a duplicate name)."""
+
+    error = "conflict"
+    status = 409
+    description = "conflict with the current state"
+
+
+class PayloadTooLargeError(IssuerError):
+    error = "invalid_request"
+    status = 413
+    description = "request body too large"
+
+
+class UnsupportedMediaTypeError(IssuerError):
+    error = "invalid_request"
+    status = 415
+    description = "unsupported content type"
+
+
+class MethodNotAllowedError(IssuerError):
+    error = "invalid_request"
+    status = 405
+    description = "method not allowed"
+
+
+class TooManyRequestsError(IssuerError):
+    """Login throttling: try again after ``retry_after`` seconds."""
+
+    error = "slow_down"
+    status = 429
+    description = "too many failed attempts; try again later"
+
+    def __init__(self, retry_after: int, description: str | None = None) -> None:
+        super().__init__(description)
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TemporarilyUnavailableError(IssuerError):
+    """RFC 6749 §4.1.2.1: the service cannot serve the request right now."""
+
+    error = "temporarily_unavailable"
+    status = 503
+    description = "the service is temporarily unavailable"
+
+
+class ConfigError(Exception):
+    """Bad configuration: start-up stops with this one-line message."""
+
+
+class StoreError(Exception):
+    """A persistence failure that is not the client's fault."""
+
+
+class MigrationError(StoreError):
+    """A migration could not be applied (or an applied one was changed)."""

@@ -1,0 +1,1 @@
+"""JOSE building blocks: pure functions, no I/O, no settings, no clock."""

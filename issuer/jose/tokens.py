@@ -1,0 +1,113 @@
+"""Access tokens: the RFC 9068 JWT profile, signed as JWS compact (RFC 7515 §7.1).
+
+Signing goes straight to ``cryptography`` with a key object loaded once per
+signing key: jwcrypto rebuilds key objects and re-serializes JSON on every call,
+which costs more than the RSA operation itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
+
+
+def b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Signer:
+    """Signs with one private key; built once per key and reused for every token."""
+
+    __slots__ = ("_header", "_key", "alg", "kid")
+
+    def __init__(self, kid: str, alg: str, private_pem: bytes) -> None:
+        self.kid = kid
+        self.alg = alg
+        key = serialization.load_pem_private_key(private_pem, password=None)
+        expected = {
+            "RS256": rsa.RSAPrivateKey,
+            "PS256": rsa.RSAPrivateKey,
+            "ES256": ec.EllipticCurvePrivateKey,
+            "EdDSA": ed25519.Ed25519PrivateKey,
+        }[alg]
+        if not isinstance(key, expected):
+            raise ValueError(f"key {kid} does not fit alg {alg}")
+        self._key = key
+        header = {"alg": alg, "kid": kid, "typ": ACCESS_TOKEN_TYP}
+        self._header = b64url(_json(header))
+
+    def __repr__(self) -> str:
+        return f"Signer(kid={self.kid!r}, alg={self.alg!r})"
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        signing_input = self._header + b"." + b64url(_json(claims))
+        return (signing_input + b"." + b64url(self._signature(signing_input))).decode("ascii")
+
+    def _signature(self, data: bytes) -> bytes:
+        key = self._key
+        if self.alg == "RS256":
+            assert isinstance(key, rsa.RSAPrivateKey)
+            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        if self.alg == "PS256":
+            assert isinstance(key, rsa.RSAPrivateKey)
+            # RFC 7518 §3.5: salt length equals the hash length.
+            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+            return key.sign(data, pss, hashes.SHA256())
+        if self.alg == "ES256":
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+            # RFC 7518 §3.4: R || S, each 32 bytes big-endian, not DER.
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        assert isinstance(key, ed25519.Ed25519PrivateKey)
+        return key.sign(data)
+
+
+def new_jti() -> str:
+    return secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessTokenRequest:
+    """What goes into one access token; times are Unix seconds."""
+
+    issuer: str
+    subject: str
+    audience: str
+    client_id: str
+    scope: str
+    now: int
+    ttl: int
+    roles: tuple[str, ...] | None = None
+    extra: tuple[tuple[str, Any], ...] = ()
+
+
+def access_token_claims(req: AccessTokenRequest, jti: str | None = None) -> dict[str, Any]:
+    """RFC 9068 §2.2 claims: iss, exp, aud, sub, client_id, iat, jti (+ nbf, scope, roles)."""
+    claims: dict[str, Any] = {
+        "iss": req.issuer,
+        "sub": req.subject,
+        "aud": req.audience,
+        "exp": req.now + req.ttl,
+        "iat": req.now,
+        "nbf": req.now,
+        "jti": jti or new_jti(),
+        "client_id": req.client_id,
+        "scope": req.scope,
+    }
+    if req.roles is not None:
+        claims["roles"] = list(req.roles)
+    claims.update(req.extra)
+    return claims
