@@ -198,7 +198,11 @@ class Settings:
         )
         need(self.key_refresh_interval >= 1, "key_refresh_interval", "must be at least 1s")
         need(self.workers >= 1, "workers", "must be at least 1")
-        need(self.port != self.admin_port or self.port == 0, "admin_port", "must differ from ISSUER_PORT")
+        need(
+            self.port != self.admin_port or self.port == 0,
+            "admin_port",
+            "must differ from ISSUER_PORT",
+        )
 
     @property
     def key_retention(self) -> int:

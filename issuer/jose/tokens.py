@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - RFC 9068 §2.1, not a secret
 
 
 def b64url(data: bytes) -> bytes:

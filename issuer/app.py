@@ -1,0 +1,98 @@
+"""The only place that wires things: settings -> store, keyring, apps, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from issuer.appkeys import admin_app_key, context_key
+from issuer.clock import Clock, SystemClock
+from issuer.config import Settings
+from issuer.context import Context
+from issuer.http import admin, ops, public
+from issuer.http.middleware import request_context
+from issuer.kek import load_kek
+from issuer.keyring import Keyring
+from issuer.store.postgres import PostgresStore
+from issuer.store.sqlite import SQLiteStore
+
+log = logging.getLogger(__name__)
+MAX_BODY = 64 * 1024
+AnyStore = PostgresStore | SQLiteStore
+
+
+async def open_store(settings: Settings) -> AnyStore:
+    """The store named by ``ISSUER_DATABASE_URL``, migrated when auto-migrate is on."""
+    url = settings.database_url
+    store: AnyStore
+    if url.startswith(("postgresql://", "postgres://")):
+        store = await PostgresStore.open(url)
+    else:
+        store = await SQLiteStore.open(url)
+    if settings.auto_migrate:
+        try:
+            applied = await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
+        for name in applied:
+            log.info("applied migration %s", name)
+    return store
+
+
+async def start(ctx: Context) -> None:
+    """Open store, KEK and keyring for ``ctx``, with the key schedule brought up to date."""
+    settings, clock = ctx.settings, ctx.clock
+    kek = load_kek(settings)
+    store = await open_store(settings)
+    keyring = Keyring(store, settings, kek, clock)
+    try:
+        await keyring.maintain()
+        await keyring.load()
+    except BaseException:
+        await store.close()
+        raise
+    ctx.attach(store, keyring)
+
+
+async def stop(ctx: Context) -> None:
+    if ctx.started:
+        store = ctx.store
+        ctx.detach()
+        await store.close()
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    """The public app; the admin app rides along as ``app[admin_app_key]``.
+
+    Start the public app first: its cleanup context opens what both share.
+    """
+    ctx = Context(settings, clock or SystemClock())
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[request_context])
+    admin_app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[request_context, admin.require_admin]
+    )
+    for a in (app, admin_app):
+        a[context_key] = ctx
+        ops.add_routes(a)
+    public.add_routes(app)
+    admin.add_routes(admin_app)
+    app[admin_app_key] = admin_app
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await start(ctx)
+        task = asyncio.create_task(ctx.keyring.run(), name="key-schedule")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await stop(ctx)
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,13 @@
+"""Typed application state (``web.AppKey``) shared by the public and admin apps."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from issuer.context import Context
+
+context_key: web.AppKey[Context] = web.AppKey("context")
+admin_app_key: web.AppKey[web.Application] = web.AppKey("admin_app")

@@ -1,0 +1,262 @@
+"""``issuer``: serve, migrate, and operate keys and clients directly on the configured database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from issuer import __version__
+from issuer.app import create_app, open_store, start, stop
+from issuer.appkeys import admin_app_key
+from issuer.clock import SystemClock
+from issuer.config import Settings
+from issuer.context import Context
+from issuer.errors import ConfigError, IssuerError, MigrationError, StoreError
+from issuer.http.admin import client_json
+from issuer.services.accounts import create_client
+
+log = logging.getLogger("issuer")
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def emit(obj: Any) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    widths = {c: max([len(c)] + [len(str(r.get(c) or "-")) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        print("  ".join(str(r.get(c) or "-").ljust(widths[c]) for c in columns).rstrip())
+
+
+async def with_context(settings: Settings, fn: Callable[[Context], Awaitable[int]]) -> int:
+    ctx = Context(settings, SystemClock())
+    await start(ctx)
+    try:
+        return await fn(ctx)
+    finally:
+        await stop(ctx)
+
+
+# -- commands -----------------------------------------------------------------
+
+
+async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    app = create_app(settings)
+    public_runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace)
+    admin_runner = web.AppRunner(
+        app[admin_app_key], access_log=None, shutdown_timeout=settings.shutdown_grace
+    )
+    await public_runner.setup()
+    await admin_runner.setup()
+    try:
+        await web.TCPSite(public_runner, settings.host, settings.port).start()
+        await web.TCPSite(admin_runner, settings.admin_host, settings.admin_port).start()
+        log.info(
+            "issuer %s serving on http://%s:%d (admin http://%s:%d), iss=%s",
+            __version__,
+            settings.host,
+            settings.port,
+            settings.admin_host,
+            settings.admin_port,
+            settings.issuer,
+        )
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        log.info("stopping: draining requests in flight (up to %ss)", settings.shutdown_grace)
+    finally:
+        await admin_runner.cleanup()
+        await public_runner.cleanup()
+    return 0
+
+
+async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    store = await open_store(Settings(**{**_fields(settings), "auto_migrate": False}))
+    try:
+        applied = await store.migrate()
+    finally:
+        await store.close()
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+def _fields(settings: Settings) -> dict[str, Any]:
+    return {f: getattr(settings, f) for f in settings.__dataclass_fields__}
+
+
+async def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(ctx: Context) -> int:
+        views = [v.as_json() for v in reversed(ctx.keyring.views())]
+        if args.json:
+            emit({"keys": views})
+        else:
+            table(views, ("kid", "alg", "state", "activates_at", "retires_at", "revoked_at"))
+        return 0
+
+    return await with_context(settings, run)
+
+
+async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(ctx: Context) -> int:
+        view = await ctx.keyring.rotate(immediate=args.immediate, actor=cli_actor())
+        emit({"key": view.as_json()})
+        return 0
+
+    return await with_context(settings, run)
+
+
+async def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(ctx: Context) -> int:
+        view = await ctx.keyring.revoke(args.kid, actor=cli_actor())
+        emit({"key": view.as_json()})
+        return 0
+
+    return await with_context(settings, run)
+
+
+async def cmd_keys_rewrap(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(ctx: Context) -> int:
+        count = await ctx.keyring.rewrap(actor=cli_actor())
+        print(f"re-wrapped {count} private key(s) under the first KEK")
+        return 0
+
+    return await with_context(settings, run)
+
+
+async def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(ctx: Context) -> int:
+        new = await create_client(
+            ctx.store,
+            ctx.clock,
+            name=args.name,
+            scopes=args.scope.split() if args.scope else [],
+            first_party=args.first_party,
+            public=args.public,
+            actor=cli_actor(),
+        )
+        out = client_json(new.client)
+        if new.client_secret is not None:
+            out["client_secret"] = new.client_secret
+        print(json.dumps(out))
+        if new.client_secret is not None:
+            print("store the client_secret now: it is not shown again", file=sys.stderr)
+        return 0
+
+    return await with_context(settings, run)
+
+
+async def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(ctx: Context) -> int:
+        clients = [client_json(c) for c in await ctx.store.list_clients()]
+        if args.json:
+            emit({"clients": clients})
+        else:
+            for c in clients:
+                c["scopes"] = " ".join(c["scopes"])
+            table(clients, ("client_id", "name", "scopes", "first_party", "public", "created_at"))
+        return 0
+
+    return await with_context(settings, run)
+
+
+# -- parser -------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="issuer",
+        description="Token issuer with rotating signing keys. Settings come from ISSUER_* "
+        "environment variables (see the README).",
+    )
+    parser.add_argument("--version", action="version", version=f"issuer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the public and admin listeners")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: cores)"
+    )
+    serve.set_defaults(run=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations and exit")
+    migrate.set_defaults(run=cmd_migrate)
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    k = keys.add_parser("list", help="every key with its state")
+    k.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    k.set_defaults(run=cmd_keys_list)
+    k = keys.add_parser("rotate", help="publish a new key (signing after the publish lead)")
+    k.add_argument("--immediate", action="store_true", help="the new key signs at once")
+    k.set_defaults(run=cmd_keys_rotate)
+    k = keys.add_parser("revoke", help="withdraw a key from the JWKS at once")
+    k.add_argument("kid")
+    k.set_defaults(run=cmd_keys_revoke)
+    k = keys.add_parser("rewrap", help="re-wrap private keys under the first KEK")
+    k.set_defaults(run=cmd_keys_rewrap)
+
+    clients = sub.add_parser("clients", help="OAuth clients").add_subparsers(
+        dest="clients_command", required=True, metavar="ACTION"
+    )
+    c = clients.add_parser("create", help="register a client; prints its secret once")
+    c.add_argument("name")
+    c.add_argument("--scope", default="", help='allowed scopes, space-separated: "a b"')
+    c.add_argument("--first-party", action="store_true", help="may use the password grant")
+    c.add_argument("--public", action="store_true", help="no secret (e.g. a native app)")
+    c.set_defaults(run=cmd_clients_create)
+    c = clients.add_parser("list", help="every client")
+    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    c.set_defaults(run=cmd_clients_list)
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if getattr(args, "workers", None) is not None:
+            settings = Settings(**{**_fields(settings), "workers": args.workers})
+    except ConfigError as exc:
+        print(f"issuer: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        command: Command = args.run
+        return asyncio.run(command(settings, args))
+    except ConfigError as exc:
+        print(f"issuer: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (IssuerError, MigrationError, StoreError) as exc:
+        print(f"issuer: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ConnectionError) as exc:
+        print(f"issuer: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

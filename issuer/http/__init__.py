@@ -1,0 +1,1 @@
+"""The aiohttp edge: parse the request, call a service, render the result."""

@@ -1,0 +1,41 @@
+"""Health endpoints on both listeners: ``/livez`` (the process answers) and ``/readyz``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from issuer.appkeys import context_key
+from issuer.errors import IssuerError
+from issuer.http.middleware import json_response
+
+READY_TIMEOUT = 2.0
+
+
+async def handle_livez(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    ctx = request.app[context_key]
+    failed = []
+    if not ctx.started:
+        failed.append("starting")
+    else:
+        try:
+            await asyncio.wait_for(ctx.store.ping(), READY_TIMEOUT)
+        except Exception:
+            failed.append("database")
+        try:
+            ctx.keyring.signer(ctx.clock.now())
+        except IssuerError:
+            failed.append("signing_key")
+    if failed:
+        return json_response({"status": "unavailable", "failed": failed}, status=503)
+    return json_response({"status": "ok"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/livez", handle_livez)
+    app.router.add_get("/readyz", handle_readyz)

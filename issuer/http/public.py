@@ -1,0 +1,106 @@
+"""Public endpoints: ``/token`` (RFC 6749 §3.2), the JWKS (RFC 7517 §5), discovery (RFC 8414)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from issuer.appkeys import context_key
+from issuer.context import Context
+from issuer.errors import InvalidRequestError, UnsupportedGrantTypeError
+from issuer.http.forms import Form, client_credentials_of, read_form
+from issuer.http.middleware import json_response
+from issuer.services import grants
+from issuer.services.accounts import authenticate_client
+from issuer.services.grants import TokenResponse
+
+JWKS_TYPE = "application/jwk-set+json"
+GrantHandler = Callable[[Context, web.Request, Form], Awaitable[TokenResponse]]
+
+
+async def grant_client_credentials(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
+    creds = client_credentials_of(request, form)
+    client = await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
+    return grants.client_credentials(
+        ctx.keyring, ctx.settings, ctx.clock, client, form.get("scope")
+    )
+
+
+GRANTS: dict[str, GrantHandler] = {
+    "client_credentials": grant_client_credentials,
+}
+
+
+def token_response(result: TokenResponse) -> web.Response:
+    # RFC 6749 §5.1: token responses must never be cached.
+    return json_response(
+        result.as_json(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
+
+
+async def handle_token(request: web.Request) -> web.Response:
+    ctx = request.app[context_key]
+    form = await read_form(request)
+    grant_type = form.get("grant_type")
+    if grant_type is None:
+        raise InvalidRequestError("missing parameter grant_type")
+    grant = GRANTS.get(grant_type)
+    if grant is None:
+        raise UnsupportedGrantTypeError(f"grant_type {grant_type[:40]!r} is not supported")
+    return token_response(await grant(ctx, request, form))
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    # RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+    candidates = (c.strip().removeprefix("W/") for c in header.split(","))
+    return etag in candidates
+
+
+async def handle_jwks(request: web.Request) -> web.Response:
+    doc, max_age = request.app[context_key].keyring.jwks()
+    headers = {
+        "Cache-Control": f"public, max-age={max_age}",
+        "ETag": doc.etag,
+        "Access-Control-Allow-Origin": "*",
+    }
+    if _etag_matches(request.headers.get("If-None-Match"), doc.etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=doc.body, headers={**headers, "Content-Type": JWKS_TYPE})
+
+
+def discovery_document(ctx: Context) -> bytes:
+    """RFC 8414 §2 metadata: only what this server really does."""
+    base = ctx.settings.issuer
+    doc = {
+        "issuer": base,
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "token_endpoint": f"{base}/token",
+        "grant_types_supported": sorted(GRANTS),
+        "token_endpoint_auth_methods_supported": sorted(ctx.auth_methods),
+        "response_types_supported": [],
+        "access_token_signing_alg_values_supported": [ctx.settings.signing_alg],
+        **ctx.extra_metadata,
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+async def handle_discovery(request: web.Request) -> web.Response:
+    ctx = request.app[context_key]
+    return web.Response(
+        body=discovery_document(ctx),
+        content_type="application/json",
+        headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/token", handle_token)
+    app.router.add_get("/.well-known/jwks.json", handle_jwks)
+    app.router.add_get("/.well-known/openid-configuration", handle_discovery)
+    app.router.add_get("/.well-known/oauth-authorization-server", handle_discovery)

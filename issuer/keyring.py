@@ -1,0 +1,425 @@
+"""The signing-key schedule: state derived from timestamps, the current signer, the JWKS.
+
+Every key is one row with ``activates_at`` and ``revoked_at``; a key retires when
+the next live key activates, stays published for the token lifetime plus leeway
+after that, then expires and its private half is destroyed. Every worker and
+replica that reads the same rows derives the same states at the same instant,
+so a scheduled rotation needs no coordination at all; only *creating* keys is
+serialized, by the store's key-schedule lock.
+
+    state    when                                            in JWKS  signs
+    pending  now < activates_at                              yes      no
+    active   activates_at <= now < successor's activates_at  yes      yes
+    retired  then, for access-token TTL + leeway             yes      no
+    expired  after that (private key destroyed)              no       no
+    revoked  revoked_at set (private key destroyed)          no       no
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from issuer.clock import Clock
+from issuer.config import Settings
+from issuer.errors import NotFoundError, TemporarilyUnavailableError
+from issuer.jose.keys import KeyUnwrapError, generate_key
+from issuer.jose.tokens import Signer
+from issuer.kek import KeyEncryptionKeys
+from issuer.store.base import AuditEvent, KeyRecord, KeyScheduleTx, Store
+from issuer.verifier.core import Policy, VerificationKey, load_jwks
+
+log = logging.getLogger(__name__)
+
+
+class KeyState(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETIRED = "retired"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+PUBLISHED = frozenset({KeyState.PENDING, KeyState.ACTIVE, KeyState.RETIRED})
+
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    record: KeyRecord
+    state: KeyState
+    retires_at: datetime | None
+    expires_at: datetime | None
+
+    @property
+    def kid(self) -> str:
+        return self.record.kid
+
+    def as_json(self) -> dict[str, Any]:
+        def iso(t: datetime | None) -> str | None:
+            return None if t is None else t.isoformat().replace("+00:00", "Z")
+
+        r = self.record
+        return {
+            "kid": r.kid,
+            "alg": r.alg,
+            "state": self.state.value,
+            "created_at": iso(r.created_at),
+            "activates_at": iso(r.activates_at),
+            "retires_at": iso(self.retires_at),
+            "expires_at": iso(self.expires_at),
+            "revoked_at": iso(r.revoked_at),
+        }
+
+
+def derive_schedule(
+    keys: Sequence[KeyRecord], now: datetime, retention: timedelta
+) -> list[KeyView]:
+    """Each key's state at ``now``; the order is the rotation order."""
+    ordered = sorted(keys, key=lambda k: (k.activates_at, k.created_at, k.kid))
+    live = [k for k in ordered if k.revoked_at is None]
+    successor = {a.kid: b.activates_at for a, b in itertools.pairwise(live)}
+    views = []
+    for k in ordered:
+        retires_at = successor.get(k.kid)
+        expires_at = None if retires_at is None else retires_at + retention
+        if k.revoked_at is not None:
+            state = KeyState.REVOKED
+            retires_at = expires_at = None
+        elif now < k.activates_at:
+            state = KeyState.PENDING
+        elif retires_at is None or now < retires_at:
+            state = KeyState.ACTIVE
+        elif expires_at is not None and now < expires_at:
+            state = KeyState.RETIRED
+        else:
+            state = KeyState.EXPIRED
+        views.append(KeyView(k, state, retires_at, expires_at))
+    return views
+
+
+def next_change(views: Sequence[KeyView], now: datetime) -> datetime | None:
+    """The next instant at which any key's state changes by the clock alone."""
+    times = [
+        t
+        for v in views
+        if v.state is not KeyState.REVOKED
+        for t in (v.record.activates_at, v.retires_at, v.expires_at)
+        if t is not None and t > now
+    ]
+    return min(times, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the scheduler must write: keys to create (by activation time), keys to destroy."""
+
+    create_at: tuple[datetime, ...] = ()
+    destroy: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.create_at or self.destroy)
+
+
+def plan_maintenance(
+    views: Sequence[KeyView], now: datetime, interval: timedelta, lead: timedelta
+) -> Plan:
+    active = next((v for v in views if v.state is KeyState.ACTIVE), None)
+    create = []
+    if active is None:
+        # Nothing signs (first start, or every key revoked): a key must sign now.
+        create.append(now)
+    if not any(v.state is KeyState.PENDING for v in views):
+        # Keep a successor published at least one publish lead before it signs.
+        base = now if active is None else active.record.activates_at
+        create.append(max(base + interval, now + lead))
+    destroy = tuple(
+        v.kid
+        for v in views
+        if v.state in (KeyState.EXPIRED, KeyState.REVOKED) and v.record.private_wrapped is not None
+    )
+    return Plan(tuple(create), destroy)
+
+
+@dataclass(frozen=True, slots=True)
+class JWKSDocument:
+    body: bytes
+    etag: str
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What one worker serves between two changes of the key rows."""
+
+    records: tuple[KeyRecord, ...]
+    built_at: datetime
+    views: list[KeyView]
+    valid_until: datetime | None
+    jwks: JWKSDocument
+    verification_keys: dict[str, VerificationKey]
+    signers: dict[str, Signer] = field(default_factory=dict)
+
+    @property
+    def active(self) -> KeyView | None:
+        return next((v for v in self.views if v.state is KeyState.ACTIVE), None)
+
+
+def render_jwks(views: Sequence[KeyView]) -> JWKSDocument:
+    # Newest first: a verifier that scans linearly meets the signing key early.
+    keys = [v.record.public_jwk for v in reversed(views) if v.state in PUBLISHED]
+    body = json.dumps({"keys": keys}, separators=(",", ":")).encode()
+    return JWKSDocument(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+
+def _fingerprint(records: Sequence[KeyRecord]) -> tuple[tuple[Any, ...], ...]:
+    return tuple(
+        (r.kid, r.activates_at, r.revoked_at, r.private_wrapped is not None, r.kek_id)
+        for r in records
+    )
+
+
+class Keyring:
+    """One worker's view of the key schedule, and the operations that change it."""
+
+    def __init__(
+        self, store: Store, settings: Settings, kek: KeyEncryptionKeys, clock: Clock
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.kek = kek
+        self.clock = clock
+        self._snapshot: Snapshot | None = None
+        self._wake = asyncio.Event()
+        self.unwrap_failures: set[str] = set()
+
+    # -- reading ----------------------------------------------------------------
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(seconds=self.settings.key_retention)
+
+    def snapshot(self, now: datetime | None = None) -> Snapshot:
+        """The current snapshot, re-derived in memory when a state boundary has passed."""
+        snap = self._snapshot
+        if snap is None:
+            raise TemporarilyUnavailableError("signing keys are not loaded yet")
+        now = now or self.clock.now()
+        if snap.valid_until is not None and now >= snap.valid_until:
+            snap = self._build(snap.records, now, snap.signers)
+            self._snapshot = snap
+        return snap
+
+    @property
+    def loaded(self) -> bool:
+        return self._snapshot is not None
+
+    def signer(self, now: datetime) -> Signer:
+        snap = self.snapshot(now)
+        active = snap.active
+        signer = None if active is None else snap.signers.get(active.kid)
+        if signer is None:
+            raise TemporarilyUnavailableError("no signing key is available")
+        return signer
+
+    def jwks(self) -> tuple[JWKSDocument, int]:
+        """The JWKS and the max-age it may be cached for (never past the next state change)."""
+        now = self.clock.now()
+        snap = self.snapshot(now)
+        max_age = self.settings.jwks_max_age
+        if snap.valid_until is not None:
+            max_age = min(max_age, int((snap.valid_until - now).total_seconds()))
+        return snap.jwks, max(0, max_age)
+
+    def verification_policy(self) -> Policy:
+        algs = {self.settings.signing_alg} | {
+            v.record.alg for v in self.snapshot().views if v.state in PUBLISHED
+        }
+        return Policy(
+            issuer=self.settings.issuer,
+            audience=self.settings.audience,
+            algorithms=frozenset(algs),
+            leeway=self.settings.clock_leeway,
+        )
+
+    def views(self) -> list[KeyView]:
+        return list(self.snapshot().views)
+
+    async def load(self) -> bool:
+        """Re-read the key rows; rebuild only if they changed. True when rebuilt."""
+        records = tuple(await self.store.list_keys())
+        snap = self._snapshot
+        if snap is not None and _fingerprint(snap.records) == _fingerprint(records):
+            return False
+        self._snapshot = self._build(records, self.clock.now(), snap.signers if snap else {})
+        return True
+
+    def _build(
+        self, records: tuple[KeyRecord, ...], now: datetime, signers: dict[str, Signer]
+    ) -> Snapshot:
+        views = derive_schedule(records, now, self.retention)
+        jwks = render_jwks(views)
+        kept: dict[str, Signer] = {}
+        for v in views:
+            if v.state not in (KeyState.PENDING, KeyState.ACTIVE):
+                continue
+            if v.kid in signers:
+                kept[v.kid] = signers[v.kid]
+            elif (s := self._open_signer(v.record)) is not None:
+                kept[v.kid] = s
+        return Snapshot(
+            records=records,
+            built_at=now,
+            views=views,
+            valid_until=next_change(views, now),
+            jwks=jwks,
+            verification_keys=load_jwks(jwks.body),
+            signers=kept,
+        )
+
+    def _open_signer(self, record: KeyRecord) -> Signer | None:
+        if record.private_wrapped is None:
+            return None
+        try:
+            pem = self.kek.unwrap(record.private_wrapped, record.kek_id, record.kid)
+        except KeyUnwrapError as exc:
+            if record.kid not in self.unwrap_failures:
+                log.error("cannot unwrap signing key %s: %s", record.kid, exc)
+                self.unwrap_failures.add(record.kid)
+            return None
+        self.unwrap_failures.discard(record.kid)
+        return Signer(record.kid, record.alg, pem)
+
+    # -- changing ---------------------------------------------------------------
+
+    async def maintain(self) -> bool:
+        """Create successors and destroy expired private keys as the schedule requires."""
+        now = self.clock.now()
+        if self._snapshot is not None and not self._plan(self.snapshot(now).views, now):
+            return False
+        async with self.store.key_schedule() as tx:
+            # Decide again under the lock: another worker may have just done it.
+            views = derive_schedule(await tx.list_keys(), now, self.retention)
+            changed = await self._apply(tx, self._plan(views, now), now, actor="scheduler")
+        await self.load()
+        return changed
+
+    async def rotate(self, *, immediate: bool, actor: str) -> KeyView:
+        now = self.clock.now()
+        activates_at = now if immediate else now + timedelta(seconds=self.settings.key_publish_lead)
+        async with self.store.key_schedule() as tx:
+            kid = await self._create(tx, activates_at, now)
+            await tx.add_audit(AuditEvent(now, actor, "key.rotate", kid, {"immediate": immediate}))
+            views = derive_schedule(await tx.list_keys(), now, self.retention)
+            await self._apply(tx, self._plan(views, now), now, actor="scheduler")
+        await self.load()
+        return self._view(kid)
+
+    async def revoke(self, kid: str, *, actor: str) -> KeyView:
+        now = self.clock.now()
+        async with self.store.key_schedule() as tx:
+            views = derive_schedule(await tx.list_keys(), now, self.retention)
+            target = next((v for v in views if v.kid == kid), None)
+            if target is None:
+                raise NotFoundError(f"no key with kid {kid}")
+            if target.state is not KeyState.REVOKED:
+                await tx.revoke_key(kid, now)
+                await tx.add_audit(
+                    AuditEvent(now, actor, "key.revoke", kid, {"was": target.state.value})
+                )
+                # If it was signing, the plan now finds no active key and makes one at once.
+                views = derive_schedule(await tx.list_keys(), now, self.retention)
+                await self._apply(tx, self._plan(views, now), now, actor="scheduler")
+        await self.load()
+        return self._view(kid)
+
+    async def rewrap(self, *, actor: str) -> int:
+        """Re-wrap every live private key under the first KEK (after rotating the KEK)."""
+        now = self.clock.now()
+        count = 0
+        async with self.store.key_schedule() as tx:
+            for record in await tx.list_keys():
+                if record.private_wrapped is None or record.kek_id == self.kek.current_id:
+                    continue
+                pem = self.kek.unwrap(record.private_wrapped, record.kek_id, record.kid)
+                wrapped, kek_id = self.kek.wrap(pem, record.kid)
+                await tx.replace_wrapped_key(record.kid, wrapped, kek_id)
+                count += 1
+            await tx.add_audit(AuditEvent(now, actor, "key.rewrap", None, {"count": count}))
+        await self.load()
+        return count
+
+    def _view(self, kid: str) -> KeyView:
+        return next(v for v in self.snapshot().views if v.kid == kid)
+
+    def _plan(self, views: Sequence[KeyView], now: datetime) -> Plan:
+        return plan_maintenance(
+            views,
+            now,
+            timedelta(seconds=self.settings.key_rotation_interval),
+            timedelta(seconds=self.settings.key_publish_lead),
+        )
+
+    async def _apply(self, tx: KeyScheduleTx, plan: Plan, now: datetime, actor: str) -> bool:
+        for activates_at in plan.create_at:
+            kid = await self._create(tx, activates_at, now)
+            detail = {"activates_at": activates_at.isoformat()}
+            await tx.add_audit(AuditEvent(now, actor, "key.create", kid, detail))
+        for kid in plan.destroy:
+            await tx.destroy_private_key(kid)
+            await tx.add_audit(AuditEvent(now, actor, "key.destroy_private", kid))
+        return bool(plan)
+
+    async def _create(self, tx: KeyScheduleTx, activates_at: datetime, now: datetime) -> str:
+        # RSA key generation takes tens of milliseconds (seconds at 4096 bits): off the loop.
+        key = await asyncio.to_thread(
+            generate_key, self.settings.signing_alg, self.settings.rsa_key_size
+        )
+        wrapped, kek_id = self.kek.wrap(key.private_pem, key.kid)
+        await tx.insert_key(
+            KeyRecord(
+                kid=key.kid,
+                alg=key.alg,
+                public_jwk=key.public_jwk,
+                private_wrapped=wrapped,
+                kek_id=kek_id,
+                created_at=now,
+                activates_at=activates_at,
+            )
+        )
+        return key.kid
+
+    # -- background -------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Reload now (a change notification arrived)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Every worker: keep the schedule and reload on a timer, a wake-up, or a boundary."""
+        while True:
+            try:
+                await self.maintain()
+                await self.load()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("key schedule maintenance failed; retrying")
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        delay = float(self.settings.key_refresh_interval)
+        snap = self._snapshot
+        if snap is not None and snap.valid_until is not None:
+            until = (snap.valid_until - self.clock.now()).total_seconds()
+            delay = min(delay, max(0.05, until))
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=delay)

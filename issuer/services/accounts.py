@@ -1,0 +1,88 @@
+"""Clients (RFC 6749 §2): registration and authentication.
+
+Client secrets are 256-bit random strings made here, so a fast hash is enough:
+a password hash would only slow every token request down (the same reasoning
+as for API keys). The stored value is a SHA-256 digest; the comparison is
+constant-time, and an unknown client costs the same comparison as a known one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+
+from issuer.clock import Clock
+from issuer.errors import InvalidClientError, InvalidRequestError
+from issuer.services.scopes import validate_scopes
+from issuer.store.base import AuditEvent, ClientRecord, Store
+
+_DUMMY_HASH = hashlib.sha256(b"no such client").hexdigest()
+
+
+def hash_client_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewClient:
+    """A created client and its secret, which is shown this once and never stored."""
+
+    client: ClientRecord
+    client_secret: str | None = field(repr=False)
+
+
+async def create_client(
+    store: Store,
+    clock: Clock,
+    *,
+    name: str,
+    scopes: list[str],
+    first_party: bool = False,
+    public: bool = False,
+    actor: str,
+) -> NewClient:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidRequestError("a client name is 1 to 200 characters")
+    secret = None if public else secrets.token_urlsafe(32)
+    client = ClientRecord(
+        client_id=secrets.token_urlsafe(16),
+        name=name,
+        secret_hash=None if secret is None else hash_client_secret(secret),
+        scopes=validate_scopes(scopes),
+        first_party=first_party,
+        created_at=clock.now(),
+    )
+    await store.create_client(client)
+    await store.add_audit(
+        AuditEvent(
+            clock.now(),
+            actor,
+            "client.create",
+            client.client_id,
+            {"name": name, "scopes": list(client.scopes), "first_party": first_party},
+        )
+    )
+    return NewClient(client, secret)
+
+
+async def authenticate_client(
+    store: Store, client_id: str, client_secret: str | None
+) -> ClientRecord:
+    """The client, if ``client_secret`` is right (or the client is public and sent none)."""
+    client = await store.get_client(client_id)
+    if client is None or client.disabled:
+        # Same work as a real check, so response time does not tell which ids exist.
+        hmac.compare_digest(_DUMMY_HASH, hash_client_secret(client_secret or ""))
+        raise InvalidClientError()
+    if client.secret_hash is None:
+        if client_secret is not None:
+            raise InvalidClientError("this client is public and has no secret")
+        return client
+    if client_secret is None:
+        raise InvalidClientError()
+    if not hmac.compare_digest(client.secret_hash, hash_client_secret(client_secret)):
+        raise InvalidClientError()
+    return client

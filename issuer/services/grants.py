@@ -1,0 +1,84 @@
+"""Token grants (RFC 6749 §4): client_credentials (§4.4); access tokens per RFC 9068."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from issuer.clock import Clock
+from issuer.config import Settings
+from issuer.errors import UnauthorizedClientError
+from issuer.jose.tokens import AccessTokenRequest, access_token_claims
+from issuer.keyring import Keyring
+from issuer.services.scopes import grant_scope
+from issuer.store.base import ClientRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    """RFC 6749 §5.1."""
+
+    access_token: str = field(repr=False)
+    expires_in: int
+    scope: str
+    claims: dict[str, Any] = field(repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        return body
+
+
+def issue_access_token(
+    keyring: Keyring,
+    settings: Settings,
+    clock: Clock,
+    *,
+    subject: str,
+    client_id: str,
+    scope: tuple[str, ...],
+    roles: tuple[str, ...] | None = None,
+) -> TokenResponse:
+    now = clock.now()
+    signer = keyring.signer(now)
+    claims = access_token_claims(
+        AccessTokenRequest(
+            issuer=settings.issuer,
+            subject=subject,
+            audience=settings.audience,
+            client_id=client_id,
+            scope=" ".join(scope),
+            now=int(now.timestamp()),
+            ttl=settings.access_token_ttl,
+            roles=roles,
+        )
+    )
+    return TokenResponse(
+        access_token=signer.sign(claims),
+        expires_in=settings.access_token_ttl,
+        scope=claims["scope"],
+        claims=claims,
+    )
+
+
+def client_credentials(
+    keyring: Keyring,
+    settings: Settings,
+    clock: Clock,
+    client: ClientRecord,
+    requested_scope: str | None,
+) -> TokenResponse:
+    """RFC 6749 §4.4: a confidential client gets a token for itself (sub = client_id)."""
+    if client.public:
+        raise UnauthorizedClientError("public clients cannot use client_credentials")
+    scope = grant_scope(requested_scope, client.scopes)
+    return issue_access_token(
+        keyring, settings, clock, subject=client.client_id, client_id=client.client_id, scope=scope
+    )

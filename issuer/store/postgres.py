@@ -1,0 +1,219 @@
+"""The PostgreSQL store, through an asyncpg pool: the choice for more than one replica.
+
+Key-schedule changes take a transaction-scoped advisory lock, so replicas that
+all run the scheduler never both create a successor; a NOTIFY on commit tells
+every replica's keyring to reload at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
+
+import asyncpg
+
+from issuer.errors import ConflictError
+from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
+from issuer.store.migrate import PG_MIGRATION_LOCK, SCHEMA_TABLE_POSTGRES, load_migrations, pending
+
+PG_KEY_LOCK = 0x15_5E_ED_02
+KEYS_CHANNEL = "issuer_keys"
+_KEY_COLUMNS = "kid, alg, public_jwk, private_wrapped, kek_id, created_at, activates_at, revoked_at"
+
+
+def _key(row: asyncpg.Record) -> KeyRecord:
+    return KeyRecord(
+        kid=row["kid"],
+        alg=row["alg"],
+        public_jwk=json.loads(row["public_jwk"]),
+        private_wrapped=row["private_wrapped"],
+        kek_id=row["kek_id"],
+        created_at=row["created_at"],
+        activates_at=row["activates_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _client(row: asyncpg.Record) -> ClientRecord:
+    return ClientRecord(
+        client_id=row["client_id"],
+        name=row["name"],
+        secret_hash=row["secret_hash"],
+        scopes=tuple(row["scopes"].split()),
+        first_party=row["first_party"],
+        created_at=row["created_at"],
+        disabled=row["disabled"],
+    )
+
+
+def _audit(row: asyncpg.Record) -> AuditEvent:
+    return AuditEvent(
+        id=row["id"],
+        at=row["at"],
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+        detail=json.loads(row["detail"]),
+    )
+
+
+class PostgresTx:
+    """Statements on one connection inside an open transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def list_keys(self) -> list[KeyRecord]:
+        rows = await self.conn.fetch(
+            f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY activates_at, created_at, kid"  # noqa: S608
+        )
+        return [_key(r) for r in rows]
+
+    async def insert_key(self, key: KeyRecord) -> None:
+        await self.conn.execute(
+            f"INSERT INTO signing_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
+            key.kid,
+            key.alg,
+            json.dumps(key.public_jwk),
+            key.private_wrapped,
+            key.kek_id,
+            key.created_at,
+            key.activates_at,
+            key.revoked_at,
+        )
+
+    async def revoke_key(self, kid: str, at: datetime) -> bool:
+        status = await self.conn.execute(
+            "UPDATE signing_keys SET revoked_at = $1, private_wrapped = NULL"
+            " WHERE kid = $2 AND revoked_at IS NULL",
+            at,
+            kid,
+        )
+        return bool(status == "UPDATE 1")
+
+    async def destroy_private_key(self, kid: str) -> None:
+        await self.conn.execute(
+            "UPDATE signing_keys SET private_wrapped = NULL WHERE kid = $1", kid
+        )
+
+    async def replace_wrapped_key(self, kid: str, wrapped: bytes, kek_id: str) -> None:
+        await self.conn.execute(
+            "UPDATE signing_keys SET private_wrapped = $1, kek_id = $2"
+            " WHERE kid = $3 AND private_wrapped IS NOT NULL",
+            wrapped,
+            kek_id,
+            kid,
+        )
+
+    async def add_audit(self, event: AuditEvent) -> None:
+        await self.conn.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+            event.at,
+            event.actor,
+            event.action,
+            event.target,
+            json.dumps(event.detail),
+        )
+
+
+class PostgresStore:
+    dialect = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self.pool = pool
+        self.dsn = dsn
+
+    @classmethod
+    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, command_timeout=30
+        )
+        return cls(pool, dsn)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTx]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield PostgresTx(conn)
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def migrate(self) -> list[str]:
+        available = load_migrations("postgres")
+        async with self.pool.acquire() as conn:
+            # Session lock: held across the per-migration transactions below.
+            await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK)
+            try:
+                await conn.execute(SCHEMA_TABLE_POSTGRES)
+                rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+                todo = pending(available, {r["version"]: r["checksum"] for r in rows})
+                for mig in todo:
+                    async with conn.transaction():
+                        await conn.execute(mig.sql)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (version, name, checksum)"
+                            " VALUES ($1, $2, $3)",
+                            mig.version,
+                            mig.name,
+                            mig.checksum,
+                        )
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", PG_MIGRATION_LOCK)
+        return [f"{m.version:04d}_{m.name}" for m in todo]
+
+    # Keys
+    async def list_keys(self) -> list[KeyRecord]:
+        async with self.pool.acquire() as conn:
+            return await PostgresTx(conn).list_keys()
+
+    def key_schedule(self) -> AbstractAsyncContextManager[PostgresTx]:
+        return self._key_schedule()
+
+    @asynccontextmanager
+    async def _key_schedule(self) -> AsyncIterator[PostgresTx]:
+        async with self.transaction() as tx:
+            await tx.conn.execute("SELECT pg_advisory_xact_lock($1)", PG_KEY_LOCK)
+            yield tx
+            # Delivered on commit only; every replica's keyring reloads at once.
+            await tx.conn.execute("SELECT pg_notify($1, '')", KEYS_CHANNEL)
+
+    # Clients
+    async def create_client(self, client: ClientRecord) -> None:
+        try:
+            await self.pool.execute(
+                "INSERT INTO clients (client_id, name, secret_hash, scopes, first_party,"
+                " disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                client.client_id,
+                client.name,
+                client.secret_hash,
+                " ".join(client.scopes),
+                client.first_party,
+                client.disabled,
+                client.created_at,
+            )
+        except asyncpg.UniqueViolationError:
+            raise ConflictError(f"a client named {client.name!r} exists already") from None
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        row = await self.pool.fetchrow("SELECT * FROM clients WHERE client_id = $1", client_id)
+        return None if row is None else _client(row)
+
+    async def list_clients(self) -> list[ClientRecord]:
+        rows = await self.pool.fetch("SELECT * FROM clients ORDER BY created_at, name")
+        return [_client(r) for r in rows]
+
+    # Audit
+    async def add_audit(self, event: AuditEvent) -> None:
+        async with self.transaction() as tx:
+            await tx.add_audit(event)
+
+    async def list_audit(self, after: int = 0, limit: int = 100) -> list[AuditEvent]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2", after, limit
+        )
+        return [_audit(r) for r in rows]

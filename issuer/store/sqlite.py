@@ -1,0 +1,263 @@
+"""The embedded store: one SQLite file through aiosqlite.
+
+One connection per process, in autocommit mode with explicit transactions.
+An asyncio lock keeps one coroutine's transaction from interleaving with
+another's statements on the shared connection; ``BEGIN IMMEDIATE`` takes
+SQLite's write lock, which serializes writers across worker processes.
+WAL lets readers in other processes go on while one process writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from issuer.errors import ConflictError
+from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
+from issuer.store.migrate import (
+    SCHEMA_TABLE_SQLITE,
+    load_migrations,
+    pending,
+    sqlite_statements,
+)
+
+
+def ts(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
+
+
+def dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def dt_(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///./var/x.db`` -> ``./var/x.db``; ``sqlite:////abs/x.db`` -> ``/abs/x.db``."""
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def _key(row: sqlite3.Row) -> KeyRecord:
+    return KeyRecord(
+        kid=row["kid"],
+        alg=row["alg"],
+        public_jwk=json.loads(row["public_jwk"]),
+        private_wrapped=row["private_wrapped"],
+        kek_id=row["kek_id"],
+        created_at=dt_(row["created_at"]),
+        activates_at=dt_(row["activates_at"]),
+        revoked_at=dt(row["revoked_at"]),
+    )
+
+
+def _client(row: sqlite3.Row) -> ClientRecord:
+    return ClientRecord(
+        client_id=row["client_id"],
+        name=row["name"],
+        secret_hash=row["secret_hash"],
+        scopes=tuple(row["scopes"].split()),
+        first_party=bool(row["first_party"]),
+        created_at=dt_(row["created_at"]),
+        disabled=bool(row["disabled"]),
+    )
+
+
+def _audit(row: sqlite3.Row) -> AuditEvent:
+    return AuditEvent(
+        id=row["id"],
+        at=dt_(row["at"]),
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+        detail=json.loads(row["detail"]),
+    )
+
+
+_KEY_COLUMNS = "kid, alg, public_jwk, private_wrapped, kek_id, created_at, activates_at, revoked_at"
+
+
+class SQLiteTx:
+    """Statements inside one open transaction (the caller holds the connection lock)."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self.db.execute(sql, tuple(args)) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
+        async with self.db.execute(sql, tuple(args)) as cur:
+            return await cur.fetchone()
+
+    async def execute(self, sql: str, args: Iterable[Any] = ()) -> int:
+        async with self.db.execute(sql, tuple(args)) as cur:
+            return cur.rowcount
+
+    # KeyScheduleTx
+    async def list_keys(self) -> list[KeyRecord]:
+        rows = await self.fetchall(
+            f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY activates_at, created_at, kid"  # noqa: S608
+        )
+        return [_key(r) for r in rows]
+
+    async def insert_key(self, key: KeyRecord) -> None:
+        await self.execute(
+            f"INSERT INTO signing_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (
+                key.kid,
+                key.alg,
+                json.dumps(key.public_jwk),
+                key.private_wrapped,
+                key.kek_id,
+                ts(key.created_at),
+                ts(key.activates_at),
+                ts(key.revoked_at),
+            ),
+        )
+
+    async def revoke_key(self, kid: str, at: datetime) -> bool:
+        n = await self.execute(
+            "UPDATE signing_keys SET revoked_at = ?, private_wrapped = NULL"
+            " WHERE kid = ? AND revoked_at IS NULL",
+            (ts(at), kid),
+        )
+        return n == 1
+
+    async def destroy_private_key(self, kid: str) -> None:
+        await self.execute("UPDATE signing_keys SET private_wrapped = NULL WHERE kid = ?", (kid,))
+
+    async def replace_wrapped_key(self, kid: str, wrapped: bytes, kek_id: str) -> None:
+        await self.execute(
+            "UPDATE signing_keys SET private_wrapped = ?, kek_id = ?"
+            " WHERE kid = ? AND private_wrapped IS NOT NULL",
+            (wrapped, kek_id, kid),
+        )
+
+    async def add_audit(self, event: AuditEvent) -> None:
+        await self.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            (ts(event.at), event.actor, event.action, event.target, json.dumps(event.detail)),
+        )
+
+
+class SQLiteStore:
+    dialect = "sqlite"
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str) -> SQLiteStore:
+        path = sqlite_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
+        db.row_factory = sqlite3.Row
+        for pragma in (
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = NORMAL",
+            "PRAGMA busy_timeout = 30000",
+            "PRAGMA foreign_keys = ON",
+        ):
+            await db.execute(pragma)
+        return cls(db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[SQLiteTx]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield SQLiteTx(self._db)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            else:
+                await self._db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[SQLiteTx]:
+        async with self._lock:
+            yield SQLiteTx(self._db)
+
+    async def ping(self) -> None:
+        async with self.read() as tx:
+            await tx.fetchone("SELECT 1")
+
+    async def migrate(self) -> list[str]:
+        available = load_migrations("sqlite")
+        async with self.transaction() as tx:
+            await tx.execute(SCHEMA_TABLE_SQLITE)
+            rows = await tx.fetchall("SELECT version, checksum FROM schema_migrations")
+            todo = pending(available, {r["version"]: r["checksum"] for r in rows})
+            for mig in todo:
+                for statement in sqlite_statements(mig.sql):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
+                    (mig.version, mig.name, mig.checksum),
+                )
+        return [f"{m.version:04d}_{m.name}" for m in todo]
+
+    # Keys
+    async def list_keys(self) -> list[KeyRecord]:
+        async with self.read() as tx:
+            return await tx.list_keys()
+
+    def key_schedule(self) -> AbstractAsyncContextManager[SQLiteTx]:
+        return self.transaction()
+
+    # Clients
+    async def create_client(self, client: ClientRecord) -> None:
+        try:
+            async with self.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO clients (client_id, name, secret_hash, scopes, first_party,"
+                    " disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        client.client_id,
+                        client.name,
+                        client.secret_hash,
+                        " ".join(client.scopes),
+                        int(client.first_party),
+                        int(client.disabled),
+                        ts(client.created_at),
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise ConflictError(f"a client named {client.name!r} exists already") from None
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        async with self.read() as tx:
+            row = await tx.fetchone("SELECT * FROM clients WHERE client_id = ?", (client_id,))
+        return None if row is None else _client(row)
+
+    async def list_clients(self) -> list[ClientRecord]:
+        async with self.read() as tx:
+            rows = await tx.fetchall("SELECT * FROM clients ORDER BY created_at, name")
+        return [_client(r) for r in rows]
+
+    # Audit
+    async def add_audit(self, event: AuditEvent) -> None:
+        async with self.transaction() as tx:
+            await tx.add_audit(event)
+
+    async def list_audit(self, after: int = 0, limit: int = 100) -> list[AuditEvent]:
+        async with self.read() as tx:
+            rows = await tx.fetchall(
+                "SELECT * FROM audit_log WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+            )
+        return [_audit(r) for r in rows]
