@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -11,3 +11,5 @@ if TYPE_CHECKING:
 
 context_key: web.AppKey[Context] = web.AppKey("context")
 admin_app_key: web.AppKey[web.Application] = web.AppKey("admin_app")
+# The verified claims of the request's bearer token.
+claims_key: web.RequestKey[dict[str, Any]] = web.RequestKey("claims", dict)

@@ -383,6 +383,11 @@ class Keyring:
             generate_key, self.settings.signing_alg, self.settings.rsa_key_size
         )
         wrapped, kek_id = self.kek.wrap(key.private_pem, key.kid)
+        # Creation order breaks ties between keys that activate at the same instant
+        # (an immediate rotation), so created_at must strictly increase.
+        newest = max((r.created_at for r in await tx.list_keys()), default=None)
+        if newest is not None and now <= newest:
+            now = newest + timedelta(microseconds=1)
         await tx.insert_key(
             KeyRecord(
                 kid=key.kid,

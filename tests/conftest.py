@@ -28,6 +28,7 @@ from issuer.appkeys import admin_app_key, context_key
 from issuer.clock import SettableClock
 from issuer.config import Settings
 from issuer.context import Context
+from issuer.jose.keys import GeneratedKey, generate_key
 from issuer.services.accounts import create_client
 
 PG_DSN = os.environ.get("ISSUER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -89,6 +90,26 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         return
     async with fresh_postgres_database() as url:
         yield url
+
+
+_KEY_POOL: dict[tuple[str, int], list[GeneratedKey]] = {}
+
+
+@pytest.fixture(autouse=True)
+def pooled_signing_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reuse generated key pairs across tests (each test has its own database), never
+    twice within one test: RSA generation would otherwise dominate the suite's time."""
+    used: dict[tuple[str, int], int] = {}
+
+    def generate(alg: str, rsa_key_size: int = 2048) -> GeneratedKey:
+        slot = (alg, rsa_key_size)
+        pool = _KEY_POOL.setdefault(slot, [])
+        index = used[slot] = used.get(slot, -1) + 1
+        while len(pool) <= index:
+            pool.append(generate_key(alg, rsa_key_size))
+        return pool[index]
+
+    monkeypatch.setattr("issuer.keyring.generate_key", generate)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from issuer.appkeys import context_key
+from issuer.appkeys import claims_key, context_key
 from issuer.errors import (
     InsufficientScopeError,
     InvalidRequestError,
@@ -63,12 +63,12 @@ async def require_admin(request: web.Request, handler: Handler) -> web.StreamRes
     claims = await authenticate(request)
     if ADMIN_SCOPE not in str(claims.get("scope", "")).split():
         raise InsufficientScopeError(ADMIN_SCOPE, f"this API needs the {ADMIN_SCOPE} scope")
-    request["claims"] = claims
+    request[claims_key] = claims
     return await handler(request)
 
 
 def actor(request: web.Request) -> str:
-    return f"token:{request['claims'].get('sub', '?')}"
+    return f"token:{request[claims_key].get('sub', '?')}"
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
