@@ -139,11 +139,11 @@ async def test_full_cycle_pending_active_retired_expired_and_restart(
     clock.advance(hours=1)
     assert token_kid(await get_token()) == k2
     await ctx.keyring.maintain()
-    views = {v.kid: v for v in ctx.keyring.views()}
-    assert views[k1].state is KeyState.RETIRED
-    assert views[k2].state is KeyState.ACTIVE
-    k3 = next(k for k, v in views.items() if v.state is KeyState.PENDING)
-    assert views[k3].record.activates_at == start + timedelta(hours=2)
+    by_kid = {v.kid: v for v in ctx.keyring.views()}
+    assert by_kid[k1].state is KeyState.RETIRED
+    assert by_kid[k2].state is KeyState.ACTIVE
+    k3 = next(k for k, v in by_kid.items() if v.state is KeyState.PENDING)
+    assert by_kid[k3].record.activates_at == start + timedelta(hours=2)
     assert set(await kids_in_jwks(client)) == {k1, k2, k3}
 
     # k1 stays published for the token TTL + leeway after it stopped signing, then goes.
