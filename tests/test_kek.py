@@ -1,0 +1,72 @@
+"""The key-encryption key: created 0600 on first start, a list that can rotate."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from issuer.config import Settings
+from issuer.context import Context
+from issuer.errors import ConfigError
+from issuer.jose.keys import KeyUnwrapError, unwrap_private_key, wrap_private_key
+from issuer.kek import KeyEncryptionKeys, load_kek
+
+
+def test_kek_file_is_created_0600_and_reused(tmp_path: Path) -> None:
+    settings = Settings(kek_file=tmp_path / "keys" / "kek.json")
+    first = load_kek(settings)
+    mode = stat.S_IMODE(os.stat(settings.kek_file).st_mode)
+    assert mode == 0o600
+    assert load_kek(settings).keys == first.keys
+    assert first.keys[0].hex() not in repr(first)
+    assert settings.kek_file.read_text().split('"')[3] not in repr(first)
+
+
+def test_a_corrupt_kek_file_names_the_setting(tmp_path: Path) -> None:
+    path = tmp_path / "kek.json"
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match=r"^ISSUER_KEK_FILE"):
+        load_kek(Settings(kek_file=path))
+
+
+def test_wrapping_binds_the_kid() -> None:
+    kek = os.urandom(32)
+    wrapped = wrap_private_key(b"private", kek, "kid-a")
+    assert unwrap_private_key(wrapped, kek, "kid-a") == b"private"
+    with pytest.raises(KeyUnwrapError):
+        unwrap_private_key(wrapped, kek, "kid-b")  # swapped onto another row
+    with pytest.raises(KeyUnwrapError):
+        unwrap_private_key(wrapped, os.urandom(32), "kid-a")
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"kek": (b"\x01" * 32,)}
+
+
+async def test_private_keys_are_stored_wrapped_never_plain(ctx: Context) -> None:
+    for record in await ctx.store.list_keys():
+        assert record.private_wrapped is not None
+        assert b"PRIVATE KEY" not in record.private_wrapped
+        assert b"-----BEGIN" not in record.private_wrapped
+
+
+async def test_kek_rotation_new_first_old_still_unwraps_then_rewrap(ctx: Context) -> None:
+    old = ctx.keyring.kek
+    rotated = KeyEncryptionKeys((b"\x02" * 32, *old.keys))
+    ctx.keyring.kek = rotated
+    signer = ctx.keyring.signer(ctx.clock.now())
+    assert signer.kid
+    count = await ctx.keyring.rewrap(actor="test")
+    assert count == 2
+    for record in await ctx.store.list_keys():
+        assert record.kek_id == rotated.current_id
+    # The old KEK can now be dropped.
+    ctx.keyring.kek = KeyEncryptionKeys((b"\x02" * 32,))
+    ctx.keyring._snapshot = None
+    await ctx.keyring.load()
+    assert ctx.keyring.signer(ctx.clock.now()).kid == signer.kid
