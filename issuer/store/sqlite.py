@@ -161,7 +161,8 @@ class SQLiteStore:
     @classmethod
     async def open(cls, url: str) -> SQLiteStore:
         path = sqlite_path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The file holds wrapped private keys and secret hashes: keep it to this user.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
         db.row_factory = sqlite3.Row
         for pragma in (
