@@ -1,13 +1,27 @@
 """Offline verification of this issuer's access tokens, for resource services.
 
-Imports nothing else from ``issuer``: a resource service can use it alone.
+Imports nothing else from ``issuer`` and none of the server's dependencies: a
+resource service needs only ``cryptography`` and ``jwcrypto``.
 """
 
-from issuer.verifier.core import Policy, VerificationKey, load_jwks, parse_compact, verify_token
+from issuer.verifier.clock import ManualClock, UnixClock, system_clock
+from issuer.verifier.core import (
+    HeaderCache,
+    Policy,
+    VerificationKey,
+    check_claims,
+    check_header,
+    load_jwks,
+    parse_compact,
+    verify_parsed,
+    verify_token,
+)
 from issuer.verifier.errors import (
     BadSignatureError,
     DisallowedAlgorithmError,
+    ExcessiveLifetimeError,
     ExpiredTokenError,
+    KeySetUnavailableError,
     MalformedTokenError,
     MissingClaimError,
     NotYetValidError,
@@ -22,19 +36,28 @@ from issuer.verifier.errors import (
 __all__ = [
     "BadSignatureError",
     "DisallowedAlgorithmError",
+    "ExcessiveLifetimeError",
     "ExpiredTokenError",
+    "HeaderCache",
+    "KeySetUnavailableError",
     "MalformedTokenError",
+    "ManualClock",
     "MissingClaimError",
     "NotYetValidError",
     "Policy",
     "RevokedTokenError",
     "TokenError",
+    "UnixClock",
     "UnknownKeyError",
     "VerificationKey",
     "WrongAudienceError",
     "WrongIssuerError",
     "WrongTypeError",
+    "check_claims",
+    "check_header",
     "load_jwks",
     "parse_compact",
+    "system_clock",
+    "verify_parsed",
     "verify_token",
 ]
