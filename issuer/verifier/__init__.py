@@ -1,7 +1,7 @@
 """Offline verification of this issuer's access tokens, for resource services.
 
 Imports nothing else from ``issuer`` and none of the server's dependencies: a
-resource service needs only ``cryptography`` and ``jwcrypto``.
+resource service needs only ``cryptography``, ``jwcrypto`` and ``aiohttp``.
 """
 
 from issuer.verifier.clock import ManualClock, UnixClock, system_clock
@@ -32,6 +32,7 @@ from issuer.verifier.errors import (
     WrongIssuerError,
     WrongTypeError,
 )
+from issuer.verifier.jwks import JWKSClient
 
 __all__ = [
     "BadSignatureError",
@@ -39,6 +40,7 @@ __all__ = [
     "ExcessiveLifetimeError",
     "ExpiredTokenError",
     "HeaderCache",
+    "JWKSClient",
     "KeySetUnavailableError",
     "MalformedTokenError",
     "ManualClock",
