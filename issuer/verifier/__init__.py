@@ -33,6 +33,8 @@ from issuer.verifier.errors import (
     WrongTypeError,
 )
 from issuer.verifier.jwks import JWKSClient
+from issuer.verifier.revocation import RevocationChecker, RevocationFeed, RevocationList
+from issuer.verifier.verifier import Verifier
 
 __all__ = [
     "BadSignatureError",
@@ -47,11 +49,15 @@ __all__ = [
     "MissingClaimError",
     "NotYetValidError",
     "Policy",
+    "RevocationChecker",
+    "RevocationFeed",
+    "RevocationList",
     "RevokedTokenError",
     "TokenError",
     "UnixClock",
     "UnknownKeyError",
     "VerificationKey",
+    "Verifier",
     "WrongAudienceError",
     "WrongIssuerError",
     "WrongTypeError",

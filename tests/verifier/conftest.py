@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpServer
 
 from issuer.jose.keys import GeneratedKey, generate_key
 from issuer.jose.tokens import AccessTokenRequest, Signer, access_token_claims
-from issuer.verifier import JWKSClient, ManualClock
+from issuer.verifier import JWKSClient, ManualClock, Verifier
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "https://api.example"
@@ -104,3 +104,8 @@ async def jwks_endpoint(aiohttp_server: AiohttpServer, rsa_key: GeneratedKey) ->
 async def jwks_client(jwks_endpoint: JWKSEndpoint, clock: ManualClock) -> AsyncIterator[JWKSClient]:
     async with JWKSClient(jwks_endpoint.url, clock=clock, background_refresh=False) as client:
         yield client
+
+
+@pytest.fixture
+def verifier(jwks_client: JWKSClient, clock: ManualClock) -> Verifier:
+    return Verifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks_client, clock=clock)
