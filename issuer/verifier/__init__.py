@@ -2,6 +2,7 @@
 
 Imports nothing else from ``issuer`` and none of the server's dependencies: a
 resource service needs only ``cryptography``, ``jwcrypto`` and ``aiohttp``.
+The aiohttp middleware lives in :mod:`issuer.verifier.middleware`.
 """
 
 from issuer.verifier.clock import ManualClock, UnixClock, system_clock
