@@ -123,6 +123,7 @@ class JWKSClient:
         self._closed_logged = False
         self._inflight: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._started = False
         self.fetches = 0
         """Requests sent so far (200, 304 or failed): for metrics and tests."""
 
@@ -141,7 +142,13 @@ class JWKSClient:
         await self.close()
 
     async def start(self) -> None:
-        """Fetch once (failures are logged, not raised) and start the background refresh."""
+        """Fetch once (failures are logged, not raised) and start the background refresh.
+
+        Calling it again while started does nothing.
+        """
+        if self._started:
+            return
+        self._started = True
         await self.refresh()
         if self._background_refresh and self._refresher is None:
             self._refresher = asyncio.create_task(self._refresh_loop(), name="jwks-refresh")
@@ -154,6 +161,7 @@ class JWKSClient:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._refresher = self._inflight = None
+        self._started = False
         if self._session is not None and self._owns_session:
             await self._session.close()
             self._session = None

@@ -8,13 +8,14 @@ claims under a typed request key.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from issuer.verifier.errors import TokenError
+from issuer.verifier.revocation import RevocationFeed
 from issuer.verifier.verifier import Verifier
 
 CLAIMS_KEY = web.RequestKey[dict[str, Any]]("claims")
@@ -97,8 +98,26 @@ def bearer_middleware(verifier: Verifier, *, realm: str | None = None) -> Middle
 
 
 def setup(app: web.Application, verifier: Verifier, *, realm: str | None = None) -> None:
-    """Install :func:`bearer_middleware` on ``app``."""
+    """Install :func:`bearer_middleware` on ``app`` and run the verifier's I/O with the app.
+
+    The JWKS client (and a :class:`RevocationFeed`, if that is the verifier's
+    revocation checker) start when the app starts and close when it stops.
+    """
     app.middlewares.append(bearer_middleware(verifier, realm=realm))
+
+    async def verifier_ctx(app: web.Application) -> AsyncIterator[None]:
+        feed = verifier.revocations if isinstance(verifier.revocations, RevocationFeed) else None
+        await verifier.jwks.start()
+        try:
+            if feed is not None:
+                await feed.start()
+            yield
+        finally:
+            if feed is not None:
+                await feed.close()
+            await verifier.jwks.close()
+
+    app.cleanup_ctx.append(verifier_ctx)
 
 
 def _guard(check: Callable[[dict[str, Any]], bool], **params: str) -> Callable[[Handler], Handler]:

@@ -164,7 +164,12 @@ class RevocationFeed:
         await self.close()
 
     async def start(self) -> None:
-        """Poll once (failures are logged) and keep polling every ``interval`` seconds."""
+        """Poll once (failures are logged) and keep polling every ``interval`` seconds.
+
+        Calling it again while started does nothing.
+        """
+        if self._poller is not None:
+            return
         await self.poll()
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll_loop(), name="revocation-feed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -20,6 +21,8 @@ from issuer.verifier import JWKSClient, ManualClock, Verifier
 ISSUER = "https://issuer.example"
 AUDIENCE = "https://api.example"
 NOW = 1_900_000_000
+CLIENT_ID = "resource:api"  # a ':' must be form-encoded before Basic (RFC 6749 §2.3.1)
+CLIENT_SECRET = "s3cret pass"
 
 
 @pytest.fixture(scope="session")
@@ -109,3 +112,38 @@ async def jwks_client(jwks_endpoint: JWKSEndpoint, clock: ManualClock) -> AsyncI
 @pytest.fixture
 def verifier(jwks_client: JWKSClient, clock: ManualClock) -> Verifier:
     return Verifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks_client, clock=clock)
+
+
+@dataclass
+class FeedEndpoint:
+    """The issuer's GET /revocations?after=CURSOR, two items per page."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+    body: bytes | None = None
+    afters: list[str | None] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        expected = base64.b64encode(b"resource%3Aapi:s3cret+pass").decode()
+        if request.headers.get("Authorization") != f"Basic {expected}":
+            return web.json_response({"error": "invalid_client"}, status=401)
+        after = request.query.get("after")
+        self.afters.append(after)
+        if self.status != 200:
+            return web.Response(status=self.status)
+        if self.body is not None:
+            return web.Response(body=self.body, content_type="application/json")
+        start = int(after) if after is not None else 0
+        page = self.items[start : start + 2]
+        return web.json_response({"items": page, "next": str(start + len(page))})
+
+
+@pytest.fixture
+async def feed_endpoint(aiohttp_server: AiohttpServer) -> FeedEndpoint:
+    endpoint = FeedEndpoint()
+    app = web.Application()
+    app.router.add_get("/revocations", endpoint.handle)
+    server = await aiohttp_server(app)
+    endpoint.url = str(server.make_url("/revocations"))
+    return endpoint

@@ -8,10 +8,19 @@ from aiohttp.test_utils import TestClient, make_mocked_request
 from pytest_aiohttp import AiohttpClient
 
 from issuer.jose.keys import GeneratedKey
-from issuer.verifier import ManualClock, Verifier
+from issuer.verifier import JWKSClient, ManualClock, RevocationFeed, Verifier
 from issuer.verifier.middleware import claims_of, public, require_role, require_scope, setup
 
-from .conftest import mint
+from .conftest import (
+    AUDIENCE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ISSUER,
+    NOW,
+    FeedEndpoint,
+    JWKSEndpoint,
+    mint,
+)
 
 
 @public
@@ -174,3 +183,45 @@ def test_claims_of_without_the_middleware_is_a_clear_error() -> None:
     request = make_mocked_request("GET", "/me")
     with pytest.raises(LookupError, match="middleware"):
         claims_of(request)
+
+
+async def test_setup_runs_the_jwks_client_with_the_app(
+    aiohttp_client: AiohttpClient,
+    jwks_endpoint: JWKSEndpoint,
+    rsa_key: GeneratedKey,
+    clock: ManualClock,
+) -> None:
+    # Built before any event loop runs, as a resource service's app factory would.
+    jwks = JWKSClient(jwks_endpoint.url, clock=clock, background_refresh=False)
+    app = web.Application()
+    setup(app, Verifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks, clock=clock))
+    app.router.add_get("/me", handle_me)
+    client = await aiohttp_client(app)
+    assert jwks_endpoint.hits == 1  # fetched at start-up, not on the first request
+    resp = await client.get("/me", headers=bearer(mint(rsa_key)))
+    assert resp.status == 200
+    await client.close()
+    assert jwks._session is None
+
+
+async def test_setup_runs_the_revocation_feed_with_the_app(
+    aiohttp_client: AiohttpClient,
+    jwks_client: JWKSClient,
+    feed_endpoint: FeedEndpoint,
+    rsa_key: GeneratedKey,
+    clock: ManualClock,
+) -> None:
+    feed_endpoint.items = [{"jti": "revoked", "exp": NOW + 600}]
+    feed = RevocationFeed(feed_endpoint.url, CLIENT_ID, CLIENT_SECRET, clock=clock)
+    verifier = Verifier(
+        issuer=ISSUER, audience=AUDIENCE, jwks=jwks_client, clock=clock, revocations=feed
+    )
+    app = web.Application()
+    setup(app, verifier)
+    app.router.add_get("/me", handle_me)
+    client = await aiohttp_client(app)
+    resp = await client.get("/me", headers=bearer(mint(rsa_key, jti="revoked")))
+    assert resp.status == 401
+    assert (await resp.json())["error_description"] == "The access token was revoked"
+    await client.close()
+    assert feed._poller is None

@@ -5,12 +5,8 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-from aiohttp import web
-from pytest_aiohttp import AiohttpServer
 
 from issuer.jose.keys import GeneratedKey
 from issuer.verifier import (
@@ -22,46 +18,8 @@ from issuer.verifier import (
     Verifier,
 )
 
-from .conftest import AUDIENCE, ISSUER, NOW, mint
+from .conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, ISSUER, NOW, FeedEndpoint, mint
 from .test_jwks_client import SteppedSleep
-
-CLIENT_ID = "resource:api"  # a ':' must be form-encoded before Basic (RFC 6749 §2.3.1)
-CLIENT_SECRET = "s3cret pass"
-
-
-@dataclass
-class FeedEndpoint:
-    """The issuer's GET /revocations?after=CURSOR, two items per page."""
-
-    items: list[dict[str, Any]] = field(default_factory=list)
-    status: int = 200
-    body: bytes | None = None
-    afters: list[str | None] = field(default_factory=list)
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        expected = base64.b64encode(b"resource%3Aapi:s3cret+pass").decode()
-        if request.headers.get("Authorization") != f"Basic {expected}":
-            return web.json_response({"error": "invalid_client"}, status=401)
-        after = request.query.get("after")
-        self.afters.append(after)
-        if self.status != 200:
-            return web.Response(status=self.status)
-        if self.body is not None:
-            return web.Response(body=self.body, content_type="application/json")
-        start = int(after) if after is not None else 0
-        page = self.items[start : start + 2]
-        return web.json_response({"items": page, "next": str(start + len(page))})
-
-
-@pytest.fixture
-async def feed_endpoint(aiohttp_server: AiohttpServer) -> FeedEndpoint:
-    endpoint = FeedEndpoint()
-    app = web.Application()
-    app.router.add_get("/revocations", endpoint.handle)
-    server = await aiohttp_server(app)
-    endpoint.url = str(server.make_url("/revocations"))
-    return endpoint
 
 
 @pytest.fixture
