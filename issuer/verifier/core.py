@@ -10,7 +10,7 @@ Pure and synchronous: no I/O, no clock (``now`` is an argument). Follows RFC 872
 The hot path is :func:`prepare` then :func:`complete`: the header segment is
 checked once and remembered (:class:`HeaderCache`; an issuer's headers repeat
 byte for byte), the signature is checked before the payload is parsed, and key
-objects are parsed once per JWKS (:func:`load_jwks`). A verify then costs one
+objects are parsed once per JWKS (:func:`issuer.verifier.keys.load_jwks`). A verify then costs one
 signature check and one small JSON parse.
 """
 
@@ -42,37 +42,18 @@ from issuer.verifier.errors import (
     WrongIssuerError,
     WrongTypeError,
 )
+from issuer.verifier.keys import SUPPORTED_ALGS, VerificationKey, load_jwks
 
 MAX_TOKEN_BYTES = 8192
 DEFAULT_MAX_LIFETIME = 24 * 3600.0
-SUPPORTED_ALGS = frozenset({"RS256", "PS256", "ES256", "EdDSA"})
-_KTY_FOR_ALG = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
 # base64url -> base64, with '+', '/' and '=' mapped to '!', which strict decoding refuses.
 _B64URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PADDING = (b"", b"", b"==", b"=")
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 # Stateless, immutable helpers built once instead of on every verify.
 _SHA256 = hashes.SHA256()
 _PKCS1 = padding.PKCS1v15()
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 _ECDSA = ec.ECDSA(hashes.SHA256())
-PublicKeyObject = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-
-
-@dataclass(frozen=True, slots=True)
-class VerificationKey:
-    """One public key from a JWKS, parsed once."""
-
-    kid: str
-    kty: str
-    alg: str | None
-    key: PublicKeyObject
-
-    def fits(self, alg: str) -> bool:
-        if _KTY_FOR_ALG.get(alg) != self.kty:
-            return False
-        # A JWK that names its alg may only be used with that alg (RFC 7517 §4.4).
-        return self.alg is None or self.alg == alg
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,44 +368,21 @@ def verify_token(
     return complete(prepared, key, policy, now)
 
 
-def load_jwks(document: bytes | str | Mapping[str, Any]) -> dict[str, VerificationKey]:
-    """Parse a JWKS into key objects by kid. Keys we cannot use are skipped, not fatal."""
-    from jwcrypto import jwk  # imported here: only JWKS refreshes pay for it
-
-    doc = json.loads(document) if isinstance(document, bytes | str) else document
-    entries = doc.get("keys") if isinstance(doc, Mapping) else None
-    if not isinstance(entries, list):
-        raise ValueError("JWKS has no keys array")
-    keys: dict[str, VerificationKey] = {}
-    for entry in entries:
-        key = _load_key(jwk, entry)
-        if key is not None and key.kid not in keys:
-            keys[key.kid] = key
-    return keys
-
-
-def _load_key(jwk_module: Any, entry: Any) -> VerificationKey | None:
-    if not isinstance(entry, Mapping):
-        return None
-    kid, kty = entry.get("kid"), entry.get("kty")
-    if not isinstance(kid, str) or not kid or kty not in ("RSA", "EC", "OKP"):
-        return None
-    if entry.get("use", "sig") != "sig":
-        return None
-    alg = entry.get("alg")
-    if alg is not None and alg not in SUPPORTED_ALGS:
-        return None
-    try:
-        # Public members only: a JWKS entry that carries private members is still
-        # used only for its public half.
-        public = {k: v for k, v in entry.items() if k not in _PRIVATE_MEMBERS}
-        obj = jwk_module.JWK(**public).get_op_key("verify")
-    except Exception:  # a bad entry is skipped, the rest still serve
-        return None
-    if not isinstance(obj, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-        return None
-    if isinstance(obj, ec.EllipticCurvePublicKey) and not isinstance(obj.curve, ec.SECP256R1):
-        return None
-    if isinstance(obj, rsa.RSAPublicKey) and obj.key_size < 2048:
-        return None
-    return VerificationKey(kid=kid, kty=kty, alg=alg, key=obj)
+__all__ = [
+    "DEFAULT_MAX_LIFETIME",
+    "MAX_TOKEN_BYTES",
+    "SUPPORTED_ALGS",
+    "HeaderCache",
+    "ParsedToken",
+    "Policy",
+    "PreparedToken",
+    "VerificationKey",
+    "check_claims",
+    "check_header",
+    "complete",
+    "load_jwks",
+    "parse_compact",
+    "prepare",
+    "verify_parsed",
+    "verify_token",
+]

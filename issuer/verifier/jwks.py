@@ -28,8 +28,8 @@ from types import MappingProxyType, TracebackType
 import aiohttp
 
 from issuer.verifier.clock import UnixClock, system_clock
-from issuer.verifier.core import VerificationKey, load_jwks
 from issuer.verifier.errors import KeySetUnavailableError, UnknownKeyError
+from issuer.verifier.keys import VerificationKey, load_jwks
 
 log = logging.getLogger("issuer.verifier.jwks")
 
