@@ -4,18 +4,21 @@ Pure and synchronous: no I/O, no clock (``now`` is an argument). Follows RFC 872
 (JWT BCP): the algorithm comes from an explicit allow-list and must fit the key
 (§3.1, §3.2); keys come only from the JWKS, never from ``jwk``/``jku``/``x5u``/
 ``x5c`` headers; ``typ`` must be ``at+jwt`` (§3.11, RFC 9068 §4); unknown
-``crit`` is rejected (RFC 7515 §4.1.11); only the compact serialization is read.
-Key objects are parsed once per JWKS, so verifying costs one signature check
-and two small JSON parses.
+``crit`` is rejected (RFC 7515 §4.1.11); only the compact serialization is read
+(RFC 7515 §7.1); duplicate JSON members are rejected (RFC 7515 §5.2 step 4).
+
+The hot path is :func:`prepare` then :func:`complete`: the header segment is
+checked once and remembered (:class:`HeaderCache`; an issuer's headers repeat
+byte for byte), the signature is checked before the payload is parsed, and key
+objects are parsed once per JWKS (:func:`issuer.verifier.keys.load_jwks`). A verify then costs one
+signature check and one small JSON parse.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from issuer.verifier.errors import (
     BadSignatureError,
     DisallowedAlgorithmError,
+    ExcessiveLifetimeError,
     ExpiredTokenError,
     MalformedTokenError,
     MissingClaimError,
@@ -38,32 +42,29 @@ from issuer.verifier.errors import (
     WrongIssuerError,
     WrongTypeError,
 )
+from issuer.verifier.keys import SUPPORTED_ALGS, VerificationKey, load_jwks
 
 MAX_TOKEN_BYTES = 8192
-SUPPORTED_ALGS = frozenset({"RS256", "PS256", "ES256", "EdDSA"})
-_KTY_FOR_ALG = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
-_B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
-PublicKeyObject = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-
-
-@dataclass(frozen=True, slots=True)
-class VerificationKey:
-    """One public key from a JWKS, parsed once."""
-
-    kid: str
-    kty: str
-    alg: str | None
-    key: PublicKeyObject
-
-    def fits(self, alg: str) -> bool:
-        if _KTY_FOR_ALG.get(alg) != self.kty:
-            return False
-        # A JWK that names its alg may only be used with that alg (RFC 7517 §4.4).
-        return self.alg is None or self.alg == alg
+DEFAULT_MAX_LIFETIME = 24 * 3600.0
+# base64url -> base64, with '+', '/' and '=' mapped to '!', which strict decoding refuses.
+_B64URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
+_PADDING = (b"", b"", b"==", b"=")
+# Stateless, immutable helpers built once instead of on every verify.
+_SHA256 = hashes.SHA256()
+_PKCS1 = padding.PKCS1v15()
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+_ECDSA = ec.ECDSA(hashes.SHA256())
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """What a token must satisfy besides its signature.
+
+    ``max_lifetime`` bounds ``exp - iat`` (and ``exp - now``): the issuer never
+    issues longer-lived tokens, so a far-future ``exp`` means a forged or
+    mis-issued token, not a lucky client. ``None`` switches the bound off.
+    """
+
     issuer: str
     audience: str
     algorithms: frozenset[str] = frozenset({"RS256"})
@@ -71,11 +72,18 @@ class Policy:
     typ: str = "at+jwt"
     max_token_bytes: int = MAX_TOKEN_BYTES
     required_claims: tuple[str, ...] = ("iss", "sub", "aud", "exp", "iat", "jti")
+    max_lifetime: float | None = DEFAULT_MAX_LIFETIME
 
     def __post_init__(self) -> None:
         unknown = set(self.algorithms) - SUPPORTED_ALGS
         if unknown or not self.algorithms:
             raise ValueError(f"algorithms must be a non-empty subset of {sorted(SUPPORTED_ALGS)}")
+        if not self.issuer or not self.audience:
+            raise ValueError("issuer and audience must be non-empty")
+        if not 0 <= self.leeway <= 300:
+            raise ValueError("leeway must be between 0 and 300 seconds")
+        if self.max_lifetime is not None and self.max_lifetime <= 0:
+            raise ValueError("max_lifetime must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,22 +94,33 @@ class ParsedToken:
     signature: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedToken:
+    """A compact token whose size, shape and header passed; signature and claims not yet."""
+
+    alg: str
+    kid: str
+    signing_input: bytes
+    payload: bytes
+    signature: bytes
+
+
 def _b64decode(part: bytes) -> bytes:
     # Strict base64url without padding (RFC 7515 §2): reject '=', '+', '/', whitespace.
-    if not _B64URL.match(part) or len(part) % 4 == 1:
+    if len(part) % 4 == 1:
         raise MalformedTokenError("invalid base64url")
     try:
-        return base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
-    except (binascii.Error, ValueError):
+        return binascii.a2b_base64(
+            part.translate(_B64URL_TO_STD) + _PADDING[len(part) % 4], strict_mode=True
+        )
+    except binascii.Error:
         raise MalformedTokenError("invalid base64url") from None
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in out:
-            raise MalformedTokenError(f"duplicate member {name!r}")
-        out[name] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise MalformedTokenError("duplicate member in JSON object")
     return out
 
 
@@ -109,12 +128,13 @@ def _reject_constant(name: str) -> Any:
     raise MalformedTokenError(f"non-standard JSON constant {name}")
 
 
+# Built once: json.loads(..., object_pairs_hook=...) would build a decoder per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        text = raw.decode("utf-8")
-        value = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
+        value = _DECODER.decode(raw.decode("utf-8"))
     except MalformedTokenError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -124,9 +144,11 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def parse_compact(token: str | bytes, max_bytes: int = MAX_TOKEN_BYTES) -> ParsedToken:
-    """Split and decode a JWS compact serialization; no signature check yet."""
+def _split(token: str | bytes, max_bytes: int) -> tuple[bytes, bytes, bytes, bytes]:
     if isinstance(token, str):
+        # Length first: a huge token is refused before it is even encoded.
+        if len(token) > max_bytes:
+            raise MalformedTokenError(f"token is longer than {max_bytes} bytes")
         try:
             raw = token.encode("ascii")
         except UnicodeEncodeError:
@@ -143,6 +165,12 @@ def parse_compact(token: str | bytes, max_bytes: int = MAX_TOKEN_BYTES) -> Parse
     h, p, s = raw.split(b".")
     if not h or not p or not s:
         raise MalformedTokenError("empty header, payload or signature")
+    return raw, h, p, s
+
+
+def parse_compact(token: str | bytes, max_bytes: int = MAX_TOKEN_BYTES) -> ParsedToken:
+    """Split and decode a JWS compact serialization; no signature check yet."""
+    _, h, p, s = _split(token, max_bytes)
     header = _json_object(_b64decode(h), "header")
     claims = _json_object(_b64decode(p), "payload")
     return ParsedToken(header, claims, h + b"." + p, _b64decode(s))
@@ -152,10 +180,9 @@ def _verify_signature(key: VerificationKey, alg: str, data: bytes, sig: bytes) -
     k = key.key
     try:
         if alg == "RS256" and isinstance(k, rsa.RSAPublicKey):
-            k.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
+            k.verify(sig, data, _PKCS1, _SHA256)
         elif alg == "PS256" and isinstance(k, rsa.RSAPublicKey):
-            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-            k.verify(sig, data, pss, hashes.SHA256())
+            k.verify(sig, data, _PSS, _SHA256)
         elif alg == "ES256" and isinstance(k, ec.EllipticCurvePublicKey):
             if len(sig) != 64:
                 raise BadSignatureError("ES256 signature must be 64 bytes")
@@ -163,7 +190,7 @@ def _verify_signature(key: VerificationKey, alg: str, data: bytes, sig: bytes) -
             # r = s = 0 ("psychic signatures", CVE-2022-21449) must never verify.
             if r == 0 or s == 0:
                 raise BadSignatureError("ES256 signature with a zero component")
-            k.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
+            k.verify(encode_dss_signature(r, s), data, _ECDSA)
         elif alg == "EdDSA" and isinstance(k, ed25519.Ed25519PublicKey):
             k.verify(sig, data)
         else:
@@ -178,23 +205,33 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
         if name in claims:
             raise MissingClaimError(f"claim {name} is null")
         return None
-    # bool is an int in Python; a NumericDate must be a real number (RFC 7519 §2).
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise MissingClaimError(f"claim {name} is not a NumericDate")
-    return float(value)
+    # bool is an int in Python; a NumericDate must be a finite real number (RFC 7519 §2).
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            raise MissingClaimError(f"claim {name} is out of range") from None
+    if type(value) is float and math.isfinite(value):
+        return value
+    raise MissingClaimError(f"claim {name} is not a NumericDate")
 
 
 def check_header(header: Mapping[str, Any], policy: Policy) -> tuple[str, str]:
-    """Returns (alg, kid) after the header checks that need no key."""
+    """Returns (alg, kid) after the header checks that need no key.
+
+    ``jwk``, ``jku``, ``x5u`` and ``x5c`` are never read: the key comes from the
+    JWKS by ``kid`` only (RFC 8725 §3.10).
+    """
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in policy.algorithms:
-        raise DisallowedAlgorithmError(f"alg {alg!r} is not allowed")
+        raise DisallowedAlgorithmError("alg is not allowed")
     if "crit" in header:
         # We understand no extension header, so any crit is unknown (RFC 7515 §4.1.11).
         raise MalformedTokenError("unsupported crit header")
     if "enc" in header or "zip" in header:
         raise MalformedTokenError("encrypted or compressed tokens are not accepted")
     typ = header.get("typ")
+    # Media type names compare case-insensitively (RFC 7515 §4.1.9).
     if not isinstance(typ, str) or typ.lower() not in (policy.typ, "application/" + policy.typ):
         raise WrongTypeError(f"typ must be {policy.typ}")
     kid = header.get("kid")
@@ -204,6 +241,7 @@ def check_header(header: Mapping[str, Any], policy: Policy) -> tuple[str, str]:
 
 
 def check_claims(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
+    """RFC 7519 §4.1 and RFC 9068 §4 claim checks, each with ``policy.leeway``."""
     for name in policy.required_claims:
         if name not in claims:
             raise MissingClaimError(f"claim {name} is required")
@@ -212,21 +250,93 @@ def check_claims(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
     iat = _number(claims, "iat")
     if exp is None:
         raise MissingClaimError("claim exp is required")
-    if now >= exp + policy.leeway:
+    leeway = policy.leeway
+    if now >= exp + leeway:
         raise ExpiredTokenError("token has expired")
-    if nbf is not None and now + policy.leeway < nbf:
+    if nbf is not None and now + leeway < nbf:
         raise NotYetValidError("token is not valid yet (nbf)")
-    if iat is not None and now + policy.leeway < iat:
+    if iat is not None and now + leeway < iat:
         raise NotYetValidError("token was issued in the future (iat)")
-    if claims.get("iss") != policy.issuer:
+    max_lifetime = policy.max_lifetime
+    if max_lifetime is not None and (
+        exp - now > max_lifetime + leeway or (iat is not None and exp - iat > max_lifetime)
+    ):
+        raise ExcessiveLifetimeError("token lives longer than the issuer ever issues")
+    iss = claims.get("iss")
+    if type(iss) is not str or iss != policy.issuer:
         raise WrongIssuerError("wrong issuer")
     aud = claims.get("aud")
-    audiences = aud if isinstance(aud, list) else [aud]
-    if not any(isinstance(a, str) and a == policy.audience for a in audiences):
+    if type(aud) is str:
+        if aud != policy.audience:
+            raise WrongAudienceError("wrong audience")
+    elif not (type(aud) is list and policy.audience in aud):
         raise WrongAudienceError("wrong audience")
     for name in ("sub", "jti", "client_id", "scope"):
-        if name in claims and not isinstance(claims[name], str):
+        if name in claims and type(claims[name]) is not str:
             raise MissingClaimError(f"claim {name} must be a string")
+    roles = claims.get("roles")
+    if roles is not None and not (type(roles) is list and all(type(role) is str for role in roles)):
+        raise MissingClaimError("claim roles must be a list of strings")
+
+
+class HeaderCache:
+    """Checked header segments: raw base64url bytes -> (alg, kid), for one policy.
+
+    Only headers that passed :func:`check_header` are remembered, and at most
+    ``max_entries`` of them, so junk tokens cannot grow it: an issuer's headers
+    repeat byte for byte (one per signing key), so the cache holds a handful.
+    """
+
+    __slots__ = ("_entries", "_max_entries", "policy")
+
+    def __init__(self, policy: Policy, max_entries: int = 64) -> None:
+        self.policy = policy
+        self._max_entries = max_entries
+        self._entries: dict[bytes, tuple[str, str]] = {}
+
+    def check(self, segment: bytes) -> tuple[str, str]:
+        hit = self._entries.get(segment)
+        if hit is not None:
+            return hit
+        result = check_header(_json_object(_b64decode(segment), "header"), self.policy)
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
+        self._entries[segment] = result
+        return result
+
+
+def prepare(
+    token: str | bytes, policy: Policy, headers: HeaderCache | None = None
+) -> PreparedToken:
+    """Size, shape and header checks: everything before a key is needed."""
+    try:
+        _, h, p, s = _split(token, policy.max_token_bytes)
+        if headers is not None:
+            alg, kid = headers.check(h)
+        else:
+            alg, kid = check_header(_json_object(_b64decode(h), "header"), policy)
+        return PreparedToken(alg, kid, h + b"." + p, p, s)
+    except TokenError:
+        raise
+    except Exception:  # any surprise inside decoding is a malformed token
+        raise MalformedTokenError("token could not be decoded") from None
+
+
+def complete(
+    prepared: PreparedToken, key: VerificationKey, policy: Policy, now: float
+) -> dict[str, Any]:
+    """Signature first, then the payload: claims are only parsed once authenticated."""
+    try:
+        if not key.fits(prepared.alg):
+            raise DisallowedAlgorithmError(f"alg {prepared.alg} does not fit key {key.kid}")
+        _verify_signature(key, prepared.alg, prepared.signing_input, _b64decode(prepared.signature))
+        claims = _json_object(_b64decode(prepared.payload), "payload")
+        check_claims(claims, policy, now)
+        return claims
+    except TokenError:
+        raise
+    except Exception:  # any surprise inside decoding is a malformed token
+        raise MalformedTokenError("token could not be decoded") from None
 
 
 def verify_parsed(
@@ -244,58 +354,35 @@ def verify_parsed(
 
 
 def verify_token(
-    token: str | bytes, keys: Mapping[str, VerificationKey], policy: Policy, now: float
+    token: str | bytes,
+    keys: Mapping[str, VerificationKey],
+    policy: Policy,
+    now: float,
+    headers: HeaderCache | None = None,
 ) -> dict[str, Any]:
-    """The claims of a valid token; a :class:`TokenError` subclass otherwise, never anything else."""
-    try:
-        return verify_parsed(parse_compact(token, policy.max_token_bytes), keys, policy, now)
-    except TokenError:
-        raise
-    except Exception:
-        raise MalformedTokenError("token could not be decoded") from None
+    """The claims of a valid token; otherwise a :class:`TokenError` subclass, nothing else."""
+    prepared = prepare(token, policy, headers)
+    key = keys.get(prepared.kid)
+    if key is None:
+        raise UnknownKeyError("no key with this kid")
+    return complete(prepared, key, policy, now)
 
 
-def load_jwks(document: bytes | str | Mapping[str, Any]) -> dict[str, VerificationKey]:
-    """Parse a JWKS into key objects by kid. Keys we cannot use are skipped, not fatal."""
-    from jwcrypto import jwk  # imported here: only JWKS refreshes pay for it
-
-    if isinstance(document, bytes | str):
-        doc = json.loads(document)
-    else:
-        doc = document
-    entries = doc.get("keys") if isinstance(doc, Mapping) else None
-    if not isinstance(entries, list):
-        raise ValueError("JWKS has no keys array")
-    keys: dict[str, VerificationKey] = {}
-    for entry in entries:
-        key = _load_key(jwk, entry)
-        if key is not None and key.kid not in keys:
-            keys[key.kid] = key
-    return keys
-
-
-def _load_key(jwk_module: Any, entry: Any) -> VerificationKey | None:
-    if not isinstance(entry, Mapping):
-        return None
-    kid, kty = entry.get("kid"), entry.get("kty")
-    if not isinstance(kid, str) or not kid or kty not in ("RSA", "EC", "OKP"):
-        return None
-    if entry.get("use", "sig") != "sig":
-        return None
-    alg = entry.get("alg")
-    if alg is not None and alg not in SUPPORTED_ALGS:
-        return None
-    try:
-        # Public members only: a JWKS entry that carries private members is still
-        # used only for its public half.
-        public = {k: v for k, v in entry.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
-        obj = jwk_module.JWK(**public).get_op_key("verify")
-    except Exception:
-        return None
-    if not isinstance(obj, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-        return None
-    if isinstance(obj, ec.EllipticCurvePublicKey) and not isinstance(obj.curve, ec.SECP256R1):
-        return None
-    if isinstance(obj, rsa.RSAPublicKey) and obj.key_size < 2048:
-        return None
-    return VerificationKey(kid=kid, kty=kty, alg=alg, key=obj)
+__all__ = [
+    "DEFAULT_MAX_LIFETIME",
+    "MAX_TOKEN_BYTES",
+    "SUPPORTED_ALGS",
+    "HeaderCache",
+    "ParsedToken",
+    "Policy",
+    "PreparedToken",
+    "VerificationKey",
+    "check_claims",
+    "check_header",
+    "complete",
+    "load_jwks",
+    "parse_compact",
+    "prepare",
+    "verify_parsed",
+    "verify_token",
+]

@@ -73,3 +73,15 @@ class MissingClaimError(MalformedTokenError):
     """A required claim is absent or of the wrong type."""
 
     reason = "missing_claim"
+
+
+class ExcessiveLifetimeError(TokenError):
+    """exp - iat is longer than the issuer ever issues (Policy.max_lifetime)."""
+
+    reason = "excessive_lifetime"
+
+
+class KeySetUnavailableError(UnknownKeyError):
+    """The JWKS could not be fetched and the cached copy is past its stale-if-error bound."""
+
+    reason = "keys_unavailable"

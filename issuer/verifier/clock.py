@@ -1,0 +1,32 @@
+"""Unix time as a dependency: the verifier asks a clock, tests move one instead of sleeping."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class UnixClock(Protocol):
+    """Returns the current Unix time in seconds (``time.time`` fits)."""
+
+    def __call__(self) -> float: ...
+
+
+def system_clock() -> float:
+    return time.time()
+
+
+class ManualClock:
+    """A clock that only moves when told to."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, now: float = 1_900_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
