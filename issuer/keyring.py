@@ -198,6 +198,7 @@ class Keyring:
         self.clock = clock
         self._snapshot: Snapshot | None = None
         self._wake = asyncio.Event()
+        self._load_lock = asyncio.Lock()
         self.unwrap_failures: set[str] = set()
 
     # -- reading ----------------------------------------------------------------
@@ -253,13 +254,19 @@ class Keyring:
         return list(self.snapshot().views)
 
     async def load(self) -> bool:
-        """Re-read the key rows; rebuild only if they changed. True when rebuilt."""
-        records = tuple(await self.store.list_keys())
-        snap = self._snapshot
-        if snap is not None and _fingerprint(snap.records) == _fingerprint(records):
-            return False
-        self._snapshot = self._build(records, self.clock.now(), snap.signers if snap else {})
-        return True
+        """Re-read the key rows; rebuild only if they changed. True when rebuilt.
+
+        Loads are serialized: otherwise a load that read the rows before a change
+        committed could finish after the load that saw it, and put the old keys
+        back (the new key missing from the JWKS, the replaced key signing again).
+        """
+        async with self._load_lock:
+            records = tuple(await self.store.list_keys())
+            snap = self._snapshot
+            if snap is not None and _fingerprint(snap.records) == _fingerprint(records):
+                return False
+            self._snapshot = self._build(records, self.clock.now(), snap.signers if snap else {})
+            return True
 
     def _build(
         self, records: tuple[KeyRecord, ...], now: datetime, signers: dict[str, Signer]
@@ -334,7 +341,15 @@ class Keyring:
                 await tx.add_audit(
                     AuditEvent(now, actor, "key.revoke", kid, {"was": target.state.value})
                 )
-                # If it was signing, the plan now finds no active key and makes one at once.
+                if target.state is KeyState.ACTIVE:
+                    # A fresh key signs from now on. Without it the key before the revoked
+                    # one would derive as active again: a retired key must never sign again,
+                    # and its private half may already be gone. The new kid in live traffic
+                    # also makes verifiers refetch, which drops the revoked key at once.
+                    fresh = await self._create(tx, now, now)
+                    await tx.add_audit(
+                        AuditEvent(now, actor, "key.create", fresh, {"replaces": kid})
+                    )
                 views = derive_schedule(await tx.list_keys(), now, self.retention)
                 await self._apply(tx, self._plan(views, now), now, actor="scheduler")
         await self.load()

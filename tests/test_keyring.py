@@ -240,3 +240,18 @@ async def test_state_survives_a_restart_mid_cycle(
     from issuer.appkeys import context_key
 
     assert [v.as_json() for v in app2[context_key].keyring.views()] == before
+
+
+async def test_revoking_an_emergency_key_never_brings_the_retired_key_back(
+    ctx: Context, clock: SettableClock, get_token: GetToken
+) -> None:
+    original = token_kid(await get_token())
+    clock.advance(seconds=1)
+    emergency = await ctx.keyring.rotate(immediate=True, actor="test")
+    clock.advance(seconds=1)
+    await ctx.keyring.revoke(emergency.kid, actor="test")
+    signer = token_kid(await get_token())
+    assert signer not in (original, emergency.kid)
+    states_now = {v.kid: v.state for v in ctx.keyring.views()}
+    assert states_now[original] is KeyState.RETIRED
+    assert states_now[signer] is KeyState.ACTIVE
