@@ -186,7 +186,14 @@ class JWKSClient:
             key = self._keys.get(kid)
             if key is not None:
                 return key
-        await self._fetch_on_demand(now)
+            # A kid we have never seen: refetch, at most once per cooldown.
+            await self._fetch_on_demand(now)
+        elif not self._failing or now >= self._next_on_demand:
+            # Merely stale: an ordinary refresh (shared by concurrent callers). It does not
+            # spend the unknown-kid cooldown, or an emergency rotation arriving just after
+            # it would be refused for a whole cooldown; a failing issuer is still retried
+            # at most once per cooldown.
+            await self.refresh()
         now = self._clock()
         if now >= self._fresh_until + self.stale_if_error:
             if self._loaded and not self._closed_logged:

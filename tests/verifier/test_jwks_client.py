@@ -176,6 +176,24 @@ async def test_a_new_key_is_picked_up_by_one_shared_fetch(
     assert jwks_endpoint.hits == 2
 
 
+async def test_a_stale_refresh_does_not_spend_the_unknown_kid_cooldown(
+    jwks_client: JWKSClient,
+    jwks_endpoint: JWKSEndpoint,
+    rsa_key: GeneratedKey,
+    next_rsa_key: GeneratedKey,
+    clock: ManualClock,
+) -> None:
+    # The cache went stale; a request's ordinary refresh must not hold back the
+    # refetch that an emergency rotation's new kid needs a moment later.
+    clock.advance(301)
+    await jwks_client.get_key(rsa_key.kid)
+    assert jwks_endpoint.hits == 2
+    jwks_endpoint.keys = [rsa_key.public_jwk, next_rsa_key.public_jwk]
+    clock.advance(1)
+    assert (await jwks_client.get_key(next_rsa_key.kid)).kid == next_rsa_key.kid
+    assert jwks_endpoint.hits == 3
+
+
 async def test_a_key_removed_from_the_jwks_is_dropped(
     jwks_client: JWKSClient,
     jwks_endpoint: JWKSEndpoint,
