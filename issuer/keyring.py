@@ -85,8 +85,11 @@ def derive_schedule(
 ) -> list[KeyView]:
     """Each key's state at ``now``; the order is the rotation order."""
     ordered = sorted(keys, key=lambda k: (k.activates_at, k.created_at, k.kid))
-    live = [k for k in ordered if k.revoked_at is None]
-    successor = {a.kid: b.activates_at for a, b in itertools.pairwise(live)}
+    # A key retires when the next key that ever signed activates. A key revoked after
+    # it activated still ended its predecessor's term: leaving it out would stretch
+    # the predecessor's term to the next live key and republish an expired key.
+    chain = [k for k in ordered if k.revoked_at is None or k.revoked_at >= k.activates_at]
+    successor = {a.kid: b.activates_at for a, b in itertools.pairwise(chain)}
     views = []
     for k in ordered:
         retires_at = successor.get(k.kid)

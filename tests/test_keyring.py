@@ -58,6 +58,16 @@ def test_retirement_is_derived_so_revoking_a_pending_successor_keeps_the_signer(
     assert views["b"].state is KeyState.REVOKED
 
 
+def test_revoking_a_key_that_signed_never_republishes_its_expired_predecessor() -> None:
+    now = T0 + 2 * H
+    keys = [rec("a", T0), rec("b", T0 + H, revoked=now), rec("c", now)]
+    views = {v.kid: v for v in derive_schedule(keys, now, RETENTION)}
+    assert views["a"].state is KeyState.EXPIRED
+    assert views["a"].retires_at == T0 + H
+    assert views["b"].state is KeyState.REVOKED
+    assert views["c"].state is KeyState.ACTIVE
+
+
 def test_exactly_one_key_is_active_at_any_instant() -> None:
     keys = [rec("a", T0), rec("b", T0 + H), rec("c", T0 + 2 * H), rec("d", T0 + 2 * H + 1 * H)]
     for minutes in range(0, 300, 7):
