@@ -32,7 +32,7 @@ from typing import Any
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import NotFoundError, TemporarilyUnavailableError
-from issuer.jose.keys import KeyUnwrapError, generate_key
+from issuer.jose.keys import GeneratedKey, KeyUnwrapError, generate_key
 from issuer.jose.tokens import Signer
 from issuer.kek import KeyEncryptionKeys
 from issuer.store.base import AuditEvent, KeyRecord, KeyScheduleTx, Store
@@ -202,6 +202,7 @@ class Keyring:
         self._snapshot: Snapshot | None = None
         self._wake = asyncio.Event()
         self._load_lock = asyncio.Lock()
+        self._spare: list[GeneratedKey] = []
         self.unwrap_failures: set[str] = set()
 
     # -- reading ----------------------------------------------------------------
@@ -312,8 +313,12 @@ class Keyring:
     async def maintain(self) -> bool:
         """Create successors and destroy expired private keys as the schedule requires."""
         now = self.clock.now()
-        if self._snapshot is not None and not self._plan(self.snapshot(now).views, now):
+        views = [] if self._snapshot is None else self.snapshot(now).views
+        plan = self._plan(views, now)
+        if self._snapshot is not None and not plan:
             return False
+        await self._prepare(len(plan.create_at))
+        now = self.clock.now()
         async with self.store.key_schedule() as tx:
             # Decide again under the lock: another worker may have just done it.
             views = derive_schedule(await tx.list_keys(), now, self.retention)
@@ -322,6 +327,7 @@ class Keyring:
         return changed
 
     async def rotate(self, *, immediate: bool, actor: str) -> KeyView:
+        await self._prepare(1)
         now = self.clock.now()
         activates_at = now if immediate else now + timedelta(seconds=self.settings.key_publish_lead)
         async with self.store.key_schedule() as tx:
@@ -333,6 +339,10 @@ class Keyring:
         return self._view(kid)
 
     async def revoke(self, kid: str, *, actor: str) -> KeyView:
+        signing = self._snapshot is not None and any(
+            v.kid == kid and v.state is KeyState.ACTIVE for v in self.snapshot().views
+        )
+        await self._prepare(1 if signing else 0)
         now = self.clock.now()
         async with self.store.key_schedule() as tx:
             views = derive_schedule(await tx.list_keys(), now, self.retention)
@@ -395,11 +405,21 @@ class Keyring:
             await tx.add_audit(AuditEvent(now, actor, "key.destroy_private", kid))
         return bool(plan)
 
-    async def _create(self, tx: KeyScheduleTx, activates_at: datetime, now: datetime) -> str:
+    async def _generate(self) -> GeneratedKey:
         # RSA key generation takes tens of milliseconds (seconds at 4096 bits): off the loop.
-        key = await asyncio.to_thread(
+        return await asyncio.to_thread(
             generate_key, self.settings.signing_alg, self.settings.rsa_key_size
         )
+
+    async def _prepare(self, count: int) -> None:
+        """Generate keys before taking the key-schedule lock, which blocks the store."""
+        while len(self._spare) < count:
+            self._spare.append(await self._generate())
+
+    async def _create(self, tx: KeyScheduleTx, activates_at: datetime, now: datetime) -> str:
+        # A spare generated outside the lock; generating here happens only when another
+        # worker changed the schedule between our plan and the lock.
+        key = self._spare.pop() if self._spare else await self._generate()
         wrapped, kek_id = self.kek.wrap(key.private_pem, key.kid)
         # Creation order breaks ties between keys that activate at the same instant
         # (an immediate rotation), so created_at must strictly increase.
