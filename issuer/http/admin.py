@@ -189,3 +189,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/clients", handle_list_clients)
     app.router.add_post("/admin/clients", handle_create_client)
     app.router.add_get("/admin/audit", handle_audit)
+    from issuer.http import users  # imported here: it builds on this module
+
+    users.add_routes(app)
