@@ -98,6 +98,7 @@ async def handle_logout(request: web.Request) -> web.Response:
 
 
 async def handle_revoke(request: web.Request) -> web.Response:
+    """RFC 7009; ``token_type_hint`` is accepted and not needed (see revocation.revoke)."""
     ctx = request.app[context_key]
     form = await read_form(request)
     client = await _client(ctx, request, form)
@@ -108,7 +109,6 @@ async def handle_revoke(request: web.Request) -> web.Response:
         ctx.clock,
         client=client,
         token=form.require("token"),
-        hint=form.get("token_type_hint"),
     )
     # RFC 7009 §2.2: 200 whether or not the token was valid or known.
     return web.Response(status=200, headers=NO_STORE)

@@ -26,8 +26,7 @@ from issuer.verifier.core import verify_token
 from issuer.verifier.errors import TokenError
 
 FEED_PAGE = 1000
-REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a token_type_hint value, not a secret
-ACCESS_TOKEN = "access_token"  # noqa: S105
+REFRESH_TOKEN = "refresh_token"  # noqa: S105 - the token_type we report, not a secret
 
 
 def verify_access_token(keyring: Keyring, clock: Clock, token: str) -> dict[str, Any] | None:
@@ -64,12 +63,13 @@ async def revoke(
     *,
     client: ClientRecord,
     token: str,
-    hint: str | None,
 ) -> None:
     """RFC 7009 §2.1: unknown, expired or already revoked tokens are not an error."""
     actor = f"client:{client.client_id}"
-    # The hint only orders the look-ups (§2.1); a refresh token is never a JWS.
-    if _looks_like_jwt(token) and hint != REFRESH_TOKEN:
+    # §2.1: a wrong hint must not stop the search. Our refresh tokens are base64url
+    # without dots and our access tokens are JWS, so the token's shape decides and the
+    # hint is not needed at all.
+    if _looks_like_jwt(token):
         claims = verify_access_token(keyring, clock, token)
         if claims is not None:
             if claims.get("client_id") != client.client_id:
