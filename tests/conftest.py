@@ -265,12 +265,24 @@ def pytest_configure(config: pytest.Config) -> None:
     TokenResponse.as_json = as_json  # type: ignore[method-assign]
 
 
+LEAKS: list[str] = []
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # At the very end, whatever ran and in whatever order: no secret in any log record.
-    leaks = find_leaks(LOG_MESSAGES, ISSUED_SECRETS - {"not the password of anyone"})
-    if leaks:
-        print(f"\nSECRETS IN LOGS: {len(leaks)} secret(s) were logged: {leaks[:5]}")
+    LEAKS[:] = find_leaks(LOG_MESSAGES, ISSUED_SECRETS - {"not the password of anyone"})
+    if LEAKS:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if LEAKS:
+        terminalreporter.write_line(
+            f"FAILED: {len(LEAKS)} secret(s) issued during the run appear in log records: "
+            f"{LEAKS[:5]} (see tests/test_no_secrets_in_logs.py)",
+            red=True,
+            bold=True,
+        )
 
 
 @dataclass(frozen=True)

@@ -75,14 +75,14 @@ async def test_revoked_tokens_and_users_appear_and_later_leave(
     assert (await feed(client, reader))["items"] == []
 
 
-@pytest.mark.parametrize("after", ["abc", "-1", "1.5", "99999999999999999999", "\uff11"])
 async def test_a_malformed_cursor_is_invalid_request(
-    client: TestClient[Any, Any], make_client: MakeClient, after: str
+    client: TestClient[Any, Any], make_client: MakeClient
 ) -> None:
     reader = await make_client()
-    resp = await client.get("/revocations", params={"after": after}, headers=reader.basic())
-    assert resp.status == 400
-    assert (await resp.json())["error"] == "invalid_request"
+    for after in ("abc", "-1", "1.5", "", "99999999999999999999", "\uff11"):
+        resp = await client.get("/revocations", params={"after": after}, headers=reader.basic())
+        assert resp.status == 400, after
+        assert (await resp.json())["error"] == "invalid_request"
 
 
 async def test_the_feed_needs_client_authentication(
