@@ -153,9 +153,9 @@ async def revoke_user_tokens(
     """End every session of the user and cut off every access token issued so far."""
     await find_user(store, user_id=user_id)
     now = clock.now()
-    # Whole seconds, rounded up: a token's iat is whole seconds, and every token
-    # issued up to now (even earlier in this second) must fall before the cut-off.
-    revoked_before = datetime.fromtimestamp(int(now.timestamp()) + 1, now.tzinfo)
+    # A token is cut off when its iat is at or before revoked_before (whole seconds,
+    # as iat is): every token issued up to now, even earlier in this second, is covered.
+    revoked_before = datetime.fromtimestamp(int(now.timestamp()), now.tzinfo)
     keep = timedelta(seconds=settings.access_token_ttl + settings.clock_leeway)
     async with user_store(store).sessions() as tx:
         families = await tx.revoke_user_families(user_id, now)

@@ -190,7 +190,7 @@ class UserStore(Protocol):
         self, token_hash: str
     ) -> tuple[RefreshTokenRecord, FamilyRecord] | None: ...
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
-        """Is ``jti`` deny-listed, or were ``sub``'s tokens issued before ``iat`` cut off?"""
+        """Is ``jti`` deny-listed, or is ``sub`` cut off at or after ``iat``?"""
         ...
 
     async def list_revocations(

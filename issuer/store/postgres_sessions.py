@@ -287,7 +287,7 @@ class PostgresUserStore:
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
         value = await self.pool.fetchval(
             "SELECT EXISTS (SELECT 1 FROM revocation_events WHERE (kind = 'jti' AND subject = $1)"
-            " OR (kind = 'sub' AND subject = $2 AND at > to_timestamp($3)))",
+            " OR (kind = 'sub' AND subject = $2 AND at >= to_timestamp($3)))",
             jti,
             sub,
             float(iat),

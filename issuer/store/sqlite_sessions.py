@@ -292,7 +292,7 @@ class SQLiteUserStore:
         async with self.read() as tx:
             row = await tx.fetchone(
                 "SELECT 1 FROM revocation_events WHERE (kind = 'jti' AND subject = ?)"
-                " OR (kind = 'sub' AND subject = ? AND at > ?) LIMIT 1",
+                " OR (kind = 'sub' AND subject = ? AND at >= ?) LIMIT 1",
                 (jti, sub, iat),
             )
         return row is not None

@@ -150,7 +150,7 @@ async def test_revoke_tokens_ends_every_session_and_access_token(
             "/introspect", data={"token": session["access_token"]}, headers=app.basic()
         )
         assert await resp.json() == {"active": False}
-    # The user can log in again afterwards (tokens are cut off by whole seconds).
+    # The user can log in again a second later (iat <= revoked_before is cut off).
     clock.advance(1)
     fresh = await login(app, user)
     assert (await admin.get("/admin/keys", headers=bearer(fresh["access_token"]))).status == 200
