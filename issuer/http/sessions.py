@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +17,7 @@ from issuer.http.addresses import client_address
 from issuer.http.admin import authenticate
 from issuer.http.forms import Form, client_credentials_of, read_form
 from issuer.http.middleware import json_response
-from issuer.services import login, revocation, sessions
+from issuer.services import housekeeping, login, revocation, sessions
 from issuer.services.accounts import authenticate_client
 from issuer.services.grants import TokenResponse
 from issuer.services.users import user_store
@@ -158,3 +160,24 @@ def add_routes(app: web.Application) -> None:
             raise InvalidTokenError("the access token has been revoked")
 
     ctx.token_checks.append(deny_list)
+
+    # on_startup runs after the cleanup contexts opened the store; on_shutdown before
+    # they close it, so the purger never meets a closed store.
+    purger: list[asyncio.Task[None]] = []
+
+    async def start_purger(app: web.Application) -> None:
+        store = user_store(ctx.store)
+        purger.append(
+            asyncio.create_task(
+                housekeeping.run_purger(store, ctx.settings, ctx.clock), name="session-purger"
+            )
+        )
+
+    async def stop_purger(app: web.Application) -> None:
+        for task in purger:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.on_startup.append(start_purger)
+    app.on_shutdown.append(stop_purger)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 
@@ -207,4 +207,10 @@ class UserStore(Protocol):
         self, kind: str, key: str, window_start: datetime, *, all_: bool = False
     ) -> None:
         """Take one attempt back (``all_``: clear the key's counters)."""
+        ...
+
+    async def purge_expired(self, now: datetime, keep: timedelta) -> int:
+        """Delete what can no longer matter: feed entries past ``drop_after``, families past
+        their absolute lifetime (with their tokens), and access-token records and login
+        counters older than ``keep``. Returns the number of rows deleted."""
         ...

@@ -327,6 +327,30 @@ class PostgresUserStore:
             )
         return int(count)
 
+    async def purge_expired(self, now: datetime, keep: timedelta) -> int:
+        old = now - keep
+        deleted = 0
+        async with self.transaction() as tx:
+            for sql, arg in (
+                ("DELETE FROM revocation_events WHERE drop_after <= $1", now),
+                ("DELETE FROM family_access_tokens WHERE exp < $1", old),
+                (
+                    "DELETE FROM family_access_tokens WHERE family_id IN"
+                    " (SELECT family_id FROM refresh_families WHERE expires_at <= $1)",
+                    now,
+                ),
+                (
+                    "DELETE FROM refresh_tokens WHERE family_id IN"
+                    " (SELECT family_id FROM refresh_families WHERE expires_at <= $1)",
+                    now,
+                ),
+                ("DELETE FROM refresh_families WHERE expires_at <= $1", now),
+                ("DELETE FROM login_failures WHERE window_start < $1", old),
+            ):
+                status = await tx.conn.execute(sql, arg)
+                deleted += int(status.split()[-1])
+        return deleted
+
     async def forget_login_attempt(
         self, kind: str, key: str, window_start: datetime, *, all_: bool = False
     ) -> None:

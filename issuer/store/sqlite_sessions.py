@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -325,6 +325,29 @@ class SQLiteUserStore:
             )
         assert row is not None
         return int(row["count"])
+
+    async def purge_expired(self, now: datetime, keep: timedelta) -> int:
+        old = ts(now - keep)
+        deleted = 0
+        async with self.transaction() as tx:
+            for sql, args in (
+                ("DELETE FROM revocation_events WHERE drop_after <= ?", (ts(now),)),
+                ("DELETE FROM family_access_tokens WHERE exp < ?", (old,)),
+                (
+                    "DELETE FROM family_access_tokens WHERE family_id IN"
+                    " (SELECT family_id FROM refresh_families WHERE expires_at <= ?)",
+                    (ts(now),),
+                ),
+                (
+                    "DELETE FROM refresh_tokens WHERE family_id IN"
+                    " (SELECT family_id FROM refresh_families WHERE expires_at <= ?)",
+                    (ts(now),),
+                ),
+                ("DELETE FROM refresh_families WHERE expires_at <= ?", (ts(now),)),
+                ("DELETE FROM login_failures WHERE window_start < ?", (old,)),
+            ):
+                deleted += await tx.execute(sql, args)
+        return deleted
 
     async def forget_login_attempt(
         self, kind: str, key: str, window_start: datetime, *, all_: bool = False
