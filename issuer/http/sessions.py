@@ -146,7 +146,11 @@ def add_routes(app: web.Application) -> None:
     ctx.extra_metadata.update(
         {
             "revocation_endpoint": f"{base}/revoke",
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+            "revocation_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
             "introspection_endpoint": f"{base}/introspect",
             "introspection_endpoint_auth_methods_supported": [
                 "client_secret_basic",
