@@ -163,8 +163,6 @@ class Settings:
     auto_migrate: bool = True
     workers: int = field(default_factory=_default_workers)
     shutdown_grace: int = 20
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    log_level: str = "INFO"
     # Sessions and login (users, refresh tokens, throttling).
     refresh_token_ttl: int = 30 * 86400
     refresh_idle_ttl: int = 7 * 86400
@@ -172,6 +170,8 @@ class Settings:
     login_max_failures: int = 5
     login_max_failures_per_address: int = 50
     login_window: int = 900
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -278,14 +278,14 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "auto_migrate": parse_bool,
     "workers": int,
     "shutdown_grace": parse_duration,
-    "trusted_proxies": parse_networks,
-    "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR"), str.upper),
     "refresh_token_ttl": parse_duration,
     "refresh_idle_ttl": parse_duration,
     "refresh_reuse_grace": parse_duration,
     "login_max_failures": int,
     "login_max_failures_per_address": int,
     "login_window": parse_duration,
+    "trusted_proxies": parse_networks,
+    "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR"), str.upper),
 }
 # Variables read elsewhere (tests, tooling) that are not settings of the server.
 _OTHER = {"ISSUER_TEST_POSTGRES", "ISSUER_TEST_POSTGRES_DSN"}
