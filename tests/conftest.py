@@ -236,12 +236,26 @@ def find_leaks(messages: list[str], secrets: set[str]) -> list[str]:
     return sorted(s[:6] + "…" for s in secrets if len(s) >= 8 and s in joined)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    handler = _RecordEverything(level=logging.DEBUG)
-    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+_RECORDER = _RecordEverything(level=logging.DEBUG)
+_RECORDER.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+
+def _attach_recorder() -> None:
     root = logging.getLogger()
-    root.addHandler(handler)
+    if _RECORDER not in root.handlers:
+        root.addHandler(_RECORDER)
     root.setLevel(logging.DEBUG)
+
+
+@pytest.fixture(autouse=True)
+def _record_every_log_record() -> None:
+    # Re-attached before every test: a test that configures logging (the CLI does)
+    # may drop root handlers, and the run must go on recording after it.
+    _attach_recorder()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _attach_recorder()
     # Catch secrets at their source, whichever test or fixture produced them.
     real_hash, real_verify = PasswordHasher.hash, PasswordHasher.verify
     real_as_json = TokenResponse.as_json

@@ -16,8 +16,20 @@ from tests.conftest import (
     Login,
     MakeClient,
     MakeUser,
+    _attach_recorder,
     find_leaks,
 )
+
+
+def test_recording_survives_a_test_that_reconfigures_logging() -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    # What the autouse fixture does before the next test:
+    _attach_recorder()
+    logging.getLogger("issuer.test").debug("recorded again")
+    assert LOG_MESSAGES[-1].endswith("recorded again")
 
 
 def test_a_planted_secret_is_found() -> None:
