@@ -17,6 +17,7 @@ from issuer.http.addresses import client_address
 from issuer.http.admin import authenticate
 from issuer.http.forms import Form, client_credentials_of, read_form
 from issuer.http.middleware import json_response
+from issuer.http.users import only_query
 from issuer.services import housekeeping, login, revocation, sessions
 from issuer.services.accounts import authenticate_client
 from issuer.services.grants import TokenResponse
@@ -129,6 +130,7 @@ async def handle_introspect(request: web.Request) -> web.Response:
 async def handle_revocations(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     await _confidential_client(ctx, request, Form({}))
+    only_query(request, {"after"})
     page = await revocation.revocation_feed(
         user_store(ctx.store), ctx.clock, request.query.get("after")
     )

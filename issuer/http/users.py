@@ -43,12 +43,21 @@ async def handle_create_user(request: web.Request) -> web.Response:
     return json_response(user_json(user), status=201)
 
 
+def only_query(request: web.Request, allowed: set[str]) -> None:
+    unknown = set(request.query) - allowed
+    if unknown:
+        raise InvalidRequestError(f"unknown parameter {sorted(unknown)[0][:40]!r}")
+
+
 async def handle_list_users(request: web.Request) -> web.Response:
+    only_query(request, {"after", "limit"})
     try:
         limit = min(PAGE_MAX, max(1, int(request.query.get("limit", "100"))))
     except ValueError:
         raise InvalidRequestError("limit must be an integer") from None
     after = request.query.get("after")
+    if after is not None and ("\x00" in after or len(after) > 4 * users.MAX_USERNAME):
+        raise InvalidRequestError("after must be a next value of this endpoint")
     found = await user_store(request.app[context_key].store).list_users(after, limit)
     # The cursor is the last username's compared form: stable under inserts.
     nxt = found[-1].username_key if len(found) == limit else None
