@@ -245,6 +245,10 @@ def _attach_recorder() -> None:
     if _RECORDER not in root.handlers:
         root.addHandler(_RECORDER)
     root.setLevel(logging.DEBUG)
+    # aiohttp's default access logger writes raw request lines (query strings included).
+    # Only the test server has it: `issuer serve` turns it off and logs its own access
+    # lines. Left at DEBUG it would make other tests' log assertions fail.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 @pytest.fixture(autouse=True)
