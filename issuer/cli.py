@@ -23,6 +23,7 @@ from issuer.context import Context
 from issuer.errors import ConfigError, IssuerError, MigrationError, StoreError
 from issuer.http.admin import client_json
 from issuer.services.accounts import create_client
+from issuer.services.users import create_user, find_user, update_user, user_json, user_store
 
 log = logging.getLogger("issuer")
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
@@ -179,6 +180,73 @@ async def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> int:
     return await with_context(settings, run)
 
 
+def read_new_password(from_stdin: bool) -> str:
+    """One line from stdin, or typed twice at a prompt without echo."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("password again: ") != first:
+        raise IssuerError("the two passwords differ")
+    return first
+
+
+async def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
+    password = read_new_password(args.password_stdin)
+
+    async def run(ctx: Context) -> int:
+        user = await create_user(
+            ctx.store,
+            ctx.clock,
+            username=args.name,
+            password=password,
+            roles=args.role or [],
+            actor=cli_actor(),
+        )
+        print(json.dumps(user_json(user)))
+        return 0
+
+    return await with_context(settings, run)
+
+
+async def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(ctx: Context) -> int:
+        found, after = [], None
+        while True:
+            page = await user_store(ctx.store).list_users(after, 500)
+            found.extend(page)
+            if len(page) < 500:
+                break
+            after = page[-1].username_key
+        users = [user_json(u) for u in found]
+        if args.json:
+            emit({"users": users})
+        else:
+            for u in users:
+                u["roles"] = " ".join(u["roles"])
+            table(users, ("id", "username", "roles", "disabled", "created_at"))
+        return 0
+
+    return await with_context(settings, run)
+
+
+def _users_change(**change: Any) -> Command:
+    async def command(settings: Settings, args: argparse.Namespace) -> int:
+        async def run(ctx: Context) -> int:
+            user = await find_user(ctx.store, name=args.name)
+            values = dict(change)
+            if "roles" in values:
+                values["roles"] = list(args.roles)
+            updated = await update_user(
+                ctx.store, ctx.clock, user.user_id, actor=cli_actor(), **values
+            )
+            print(json.dumps(user_json(updated)))
+            return 0
+
+        return await with_context(settings, run)
+
+    return command
+
+
 # -- parser -------------------------------------------------------------------
 
 
@@ -227,6 +295,30 @@ def build_parser() -> argparse.ArgumentParser:
     c = clients.add_parser("list", help="every client")
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.set_defaults(run=cmd_clients_list)
+
+    users = sub.add_parser("users", help="users who log in with a password").add_subparsers(
+        dest="users_command", required=True, metavar="ACTION"
+    )
+    u = users.add_parser("create", help="add a user (asks for the password twice)")
+    u.add_argument("name")
+    u.add_argument("--role", action="append", metavar="ROLE", help="a role (repeatable)")
+    u.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin instead"
+    )
+    u.set_defaults(run=cmd_users_create)
+    u = users.add_parser("list", help="every user")
+    u.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    u.set_defaults(run=cmd_users_list)
+    u = users.add_parser("set-roles", help="replace a user's roles (none: no roles)")
+    u.add_argument("name")
+    u.add_argument("roles", nargs="*", metavar="ROLE")
+    u.set_defaults(run=_users_change(roles=None))
+    u = users.add_parser("disable", help="refuse the user's logins and refreshes")
+    u.add_argument("name")
+    u.set_defaults(run=_users_change(disabled=True))
+    u = users.add_parser("enable", help="allow a disabled user again")
+    u.add_argument("name")
+    u.set_defaults(run=_users_change(disabled=False))
     return parser
 
 

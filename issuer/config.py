@@ -163,6 +163,13 @@ class Settings:
     auto_migrate: bool = True
     workers: int = field(default_factory=_default_workers)
     shutdown_grace: int = 20
+    # Sessions and login (users, refresh tokens, throttling).
+    refresh_token_ttl: int = 30 * 86400
+    refresh_idle_ttl: int = 7 * 86400
+    refresh_reuse_grace: int = 0
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 50
+    login_window: int = 900
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     log_level: str = "INFO"
 
@@ -203,6 +210,25 @@ class Settings:
             "admin_port",
             "must differ from ISSUER_PORT",
         )
+        need(self.refresh_idle_ttl >= 1, "refresh_idle_ttl", "must be at least 1 second")
+        need(
+            self.refresh_idle_ttl <= self.refresh_token_ttl,
+            "refresh_idle_ttl",
+            f"must not exceed ISSUER_REFRESH_TOKEN_TTL ({self.refresh_token_ttl}s)",
+        )
+        # A longer grace lets a stolen, already-used refresh token work for longer.
+        need(
+            0 <= self.refresh_reuse_grace <= 60,
+            "refresh_reuse_grace",
+            "must be from 0 to 60 seconds",
+        )
+        need(self.login_max_failures >= 1, "login_max_failures", "must be at least 1")
+        need(
+            self.login_max_failures_per_address >= 1,
+            "login_max_failures_per_address",
+            "must be at least 1",
+        )
+        need(self.login_window >= 1, "login_window", "must be at least 1 second")
 
     @property
     def key_retention(self) -> int:
@@ -252,6 +278,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "auto_migrate": parse_bool,
     "workers": int,
     "shutdown_grace": parse_duration,
+    "refresh_token_ttl": parse_duration,
+    "refresh_idle_ttl": parse_duration,
+    "refresh_reuse_grace": parse_duration,
+    "login_max_failures": int,
+    "login_max_failures_per_address": int,
+    "login_window": parse_duration,
     "trusted_proxies": parse_networks,
     "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR"), str.upper),
 }

@@ -8,20 +8,22 @@ skipped; unset, they run when a server answers and are skipped otherwise (failin
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote_plus
 
 import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from argon2 import PasswordHasher
 
 from issuer.app import create_app
 from issuer.appkeys import admin_app_key, context_key
@@ -30,6 +32,8 @@ from issuer.config import Settings
 from issuer.context import Context
 from issuer.jose.keys import GeneratedKey, generate_key
 from issuer.services.accounts import create_client
+from issuer.services.grants import TokenResponse
+from issuer.services.users import create_user
 
 PG_DSN = os.environ.get("ISSUER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -229,3 +233,162 @@ def get_token(client: TestClient[Any, Any], make_client: MakeClient) -> GetToken
 @pytest.fixture
 async def admin_token(get_token: GetToken) -> str:
     return await get_token("issuer:admin")
+
+
+# -- Users, logins, and the secrets that must never reach a log -----------------------
+
+# Every password hashed or verified and every token issued during the run, gathered at
+# the source (argon2 and the token response), so no test has to remember to register.
+ISSUED_SECRETS: set[str] = set()
+LOG_MESSAGES: list[str] = []
+
+
+class _RecordEverything(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            LOG_MESSAGES.append(self.format(record))
+        except Exception:  # a malformed record must not break the run
+            LOG_MESSAGES.append(repr(record.msg) + repr(record.args))
+
+
+def find_leaks(messages: list[str], secrets: set[str]) -> list[str]:
+    """Secrets (shortened) that appear in any message."""
+    joined = "\n".join(messages)
+    return sorted(s[:6] + "…" for s in secrets if len(s) >= 8 and s in joined)
+
+
+_RECORDER = _RecordEverything(level=logging.DEBUG)
+_RECORDER.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+
+def _attach_recorder() -> None:
+    root = logging.getLogger()
+    if _RECORDER not in root.handlers:
+        root.addHandler(_RECORDER)
+    root.setLevel(logging.DEBUG)
+    # aiohttp's default access logger writes raw request lines (query strings included).
+    # Only the test server has it: `issuer serve` turns it off and logs its own access
+    # lines. Left at DEBUG it would make other tests' log assertions fail.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def _record_every_log_record() -> None:
+    # Re-attached before every test: a test that configures logging (the CLI does)
+    # may drop root handlers, and the run must go on recording after it.
+    _attach_recorder()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _attach_recorder()
+    # Catch secrets at their source, whichever test or fixture produced them.
+    real_hash, real_verify = PasswordHasher.hash, PasswordHasher.verify
+    real_as_json = TokenResponse.as_json
+
+    def hash_(self: PasswordHasher, password: str | bytes, *, salt: bytes | None = None) -> str:
+        ISSUED_SECRETS.add(password if isinstance(password, str) else password.decode())
+        return real_hash(self, password, salt=salt)
+
+    def verify(self: PasswordHasher, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        ISSUED_SECRETS.add(password if isinstance(password, str) else password.decode())
+        return real_verify(self, hash, password)
+
+    def as_json(self: TokenResponse) -> dict[str, Any]:
+        ISSUED_SECRETS.add(self.access_token)
+        if self.refresh_token is not None:
+            ISSUED_SECRETS.add(self.refresh_token)
+        return real_as_json(self)
+
+    PasswordHasher.hash = hash_  # type: ignore[method-assign]
+    PasswordHasher.verify = verify  # type: ignore[method-assign]
+    TokenResponse.as_json = as_json  # type: ignore[method-assign]
+
+
+LEAKS: list[str] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # At the very end, whatever ran and in whatever order: no secret in any log record.
+    LEAKS[:] = find_leaks(LOG_MESSAGES, ISSUED_SECRETS - {"not the password of anyone"})
+    if LEAKS:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if LEAKS:
+        terminalreporter.write_line(
+            f"FAILED: {len(LEAKS)} secret(s) issued during the run appear in log records: "
+            f"{LEAKS[:5]} (see tests/test_no_secrets_in_logs.py)",
+            red=True,
+            bold=True,
+        )
+
+
+@dataclass(frozen=True)
+class RegisteredUser:
+    user_id: str
+    username: str
+    password: str = field(repr=False)
+
+
+MakeUser = Callable[..., Awaitable[RegisteredUser]]
+
+
+@pytest.fixture
+def make_user(ctx: Context) -> MakeUser:
+    async def make(
+        username: str | None = None,
+        password: str | None = None,
+        roles: tuple[str, ...] = ("reader",),
+    ) -> RegisteredUser:
+        name = username or f"user-{uuid.uuid4().hex[:8]}"
+        secret = password or f"pw-{uuid.uuid4().hex}"
+        user = await create_user(
+            ctx.store, ctx.clock, username=name, password=secret, roles=roles, actor="test"
+        )
+        return RegisteredUser(user.user_id, name, secret)
+
+    return make
+
+
+Login = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def login(client: TestClient[Any, Any]) -> Login:
+    """``grant_type=password`` on the real /token; the JSON body of a 200."""
+
+    async def do(
+        app_client: RegisteredClient, user: RegisteredUser, **extra: str
+    ) -> dict[str, Any]:
+        data = {"grant_type": "password", "username": user.username, "password": user.password}
+        headers: dict[str, str] = {}
+        if app_client.client_secret is None:
+            data["client_id"] = app_client.client_id
+        else:
+            headers = app_client.basic()
+        resp = await client.post("/token", data={**data, **extra}, headers=headers)
+        assert resp.status == 200, await resp.text()
+        body: dict[str, Any] = await resp.json()
+        return body
+
+    return do
+
+
+Refresh = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+def refresh(client: TestClient[Any, Any]) -> Refresh:
+    """``grant_type=refresh_token`` on the real /token; the raw response."""
+
+    async def do(app_client: RegisteredClient, token: str, **extra: str) -> Any:
+        data = {"grant_type": "refresh_token", "refresh_token": token, **extra}
+        headers: dict[str, str] = {}
+        if app_client.client_secret is None:
+            data["client_id"] = app_client.client_id
+        else:
+            headers = app_client.basic()
+        return await client.post("/token", data=data, headers=headers)
+
+    return do

@@ -25,6 +25,8 @@ from issuer.verifier.core import verify_token
 from issuer.verifier.errors import TokenError
 
 ADMIN_SCOPE = "issuer:admin"
+# A typed key: aiohttp 3.14 warns on plain string keys in request storage.
+claims_key: web.RequestKey[dict[str, Any]] = web.RequestKey("claims", dict)
 
 
 def bearer_token(request: web.Request) -> str:
@@ -187,3 +189,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/clients", handle_list_clients)
     app.router.add_post("/admin/clients", handle_create_client)
     app.router.add_get("/admin/audit", handle_audit)
+    from issuer.http import users  # imported here: it builds on this module
+
+    users.add_routes(app)

@@ -12,6 +12,8 @@ from issuer.context import Context
 from issuer.errors import InvalidRequestError, UnsupportedGrantTypeError
 from issuer.http.forms import Form, client_credentials_of, read_form
 from issuer.http.middleware import json_response
+from issuer.http.sessions import add_routes as add_session_routes
+from issuer.http.sessions import grant_password, grant_refresh_token
 from issuer.services import grants
 from issuer.services.accounts import authenticate_client
 from issuer.services.grants import TokenResponse
@@ -30,6 +32,8 @@ async def grant_client_credentials(ctx: Context, request: web.Request, form: For
 
 GRANTS: dict[str, GrantHandler] = {
     "client_credentials": grant_client_credentials,
+    "password": grant_password,
+    "refresh_token": grant_refresh_token,
 }
 
 
@@ -104,3 +108,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/.well-known/jwks.json", handle_jwks)
     app.router.add_get("/.well-known/openid-configuration", handle_discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", handle_discovery)
+    add_session_routes(app)

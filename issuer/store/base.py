@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 
@@ -83,3 +83,134 @@ class Store(Protocol):
     # Audit
     async def add_audit(self, event: AuditEvent) -> None: ...
     async def list_audit(self, after: int = 0, limit: int = 100) -> list[AuditEvent]: ...
+
+
+# -- Users and sessions (refresh-token families, the deny list, login throttling) --
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    user_id: str
+    username: str
+    username_key: str
+    password_hash: str = field(repr=False)
+    roles: tuple[str, ...]
+    disabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyRecord:
+    """The refresh tokens of one login."""
+
+    family_id: str
+    user_id: str
+    client_id: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRecord:
+    token_hash: str = field(repr=False)
+    family_id: str
+    generation: int
+    parent_hash: str | None = field(repr=False)
+    scope: tuple[str, ...]
+    issued_at: datetime
+    idle_expires_at: datetime
+    spent_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationEntry:
+    """A deny-list entry (kind ``jti``, at = exp) or a user cut-off (``sub``, revoked_before)."""
+
+    seq: int
+    kind: str
+    subject: str
+    at: datetime
+
+
+class SessionTx(Protocol):
+    """Session writes inside one transaction (SQLite write lock; Postgres row locks)."""
+
+    async def lock_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
+        """The token and its family, the family row locked until the transaction ends."""
+        ...
+
+    async def get_user(self, user_id: str) -> UserRecord | None: ...
+    async def insert_family(self, family: FamilyRecord) -> None: ...
+    async def insert_refresh(self, token: RefreshTokenRecord) -> None: ...
+    async def spend_refresh(self, token_hash: str, at: datetime) -> bool:
+        """Mark the token spent if it was not; True if this call spent it."""
+        ...
+
+    async def spend_child_of(
+        self, family_id: str, parent_hash: str, at: datetime
+    ) -> RefreshTokenRecord | None:
+        """Spend the unspent token issued for ``parent_hash``, if there is one."""
+        ...
+
+    async def record_access_token(self, jti: str, family_id: str, exp: datetime) -> None: ...
+    async def family_of_access_token(self, jti: str) -> str | None: ...
+    async def revoke_family(self, family_id: str, at: datetime, leeway: int) -> bool:
+        """Revoke the family and deny-list its unexpired access tokens; False if already revoked."""
+        ...
+
+    async def revoke_user_families(self, user_id: str, at: datetime) -> int: ...
+    async def add_revocation(
+        self, kind: str, subject: str, at: datetime, drop_after: datetime
+    ) -> None: ...
+    async def add_audit(self, event: AuditEvent) -> None: ...
+
+
+class UserStore(Protocol):
+    """What the users and sessions services need from a store (both stores implement it)."""
+
+    async def create_user(self, user: UserRecord) -> None: ...
+    async def get_user(self, user_id: str) -> UserRecord | None: ...
+    async def get_user_by_key(self, username_key: str) -> UserRecord | None: ...
+    async def list_users(self, after: str | None = None, limit: int = 100) -> list[UserRecord]: ...
+    async def update_user(
+        self,
+        user_id: str,
+        at: datetime,
+        *,
+        roles: tuple[str, ...] | None = None,
+        disabled: bool | None = None,
+        password_hash: str | None = None,
+    ) -> UserRecord | None: ...
+
+    def sessions(self) -> AbstractAsyncContextManager[SessionTx]: ...
+    async def add_audit(self, event: AuditEvent) -> None: ...
+    async def find_refresh(
+        self, token_hash: str
+    ) -> tuple[RefreshTokenRecord, FamilyRecord] | None: ...
+    async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
+        """Is ``jti`` deny-listed, or is ``sub`` cut off at or after ``iat``?"""
+        ...
+
+    async def list_revocations(
+        self, after: int, now: datetime, limit: int
+    ) -> tuple[list[RevocationEntry], int]:
+        """Live entries after ``after`` in order, and the highest sequence number seen."""
+        ...
+
+    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
+        """Add one to the window's counter (atomic upsert) and return the new count."""
+        ...
+
+    async def forget_login_attempt(
+        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
+    ) -> None:
+        """Take one attempt back (``all_``: clear the key's counters)."""
+        ...
+
+    async def purge_expired(self, now: datetime, keep: timedelta) -> int:
+        """Delete what can no longer matter: feed entries past ``drop_after``, families past
+        their absolute lifetime (with their tokens), and access-token records and login
+        counters older than ``keep``. Returns the number of rows deleted."""
+        ...

@@ -17,6 +17,7 @@ import asyncpg
 from issuer.errors import ConflictError
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
 from issuer.store.migrate import PG_MIGRATION_LOCK, SCHEMA_TABLE_POSTGRES, load_migrations, pending
+from issuer.store.postgres_sessions import PostgresUserStore
 
 PG_KEY_LOCK = 0x15_5E_ED_02
 KEYS_CHANNEL = "issuer_keys"
@@ -118,7 +119,7 @@ class PostgresTx:
         )
 
 
-class PostgresStore:
+class PostgresStore(PostgresUserStore):
     dialect = "postgresql"
 
     def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:

@@ -28,6 +28,7 @@ from issuer.store.migrate import (
     pending,
     sqlite_statements,
 )
+from issuer.store.sqlite_sessions import SQLiteUserStore
 
 
 def ts(when: datetime | None) -> float | None:
@@ -151,7 +152,7 @@ class SQLiteTx:
         )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteUserStore):
     dialect = "sqlite"
 
     def __init__(self, db: aiosqlite.Connection) -> None:

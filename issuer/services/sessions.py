@@ -1,0 +1,260 @@
+"""Refresh-token families (RFC 6749 §6, RFC 9700 §4.14.2): rotation, reuse detection, logout.
+
+A login starts a family. A refresh token is 256 random bits, stored only as its
+SHA-256 (a slow hash buys nothing for a secret that cannot be guessed). Each
+use spends the token and issues its successor; presenting a spent token again
+means two parties hold it, so the whole family is revoked and the access tokens
+issued from it are deny-listed.
+
+Grace for lost responses (``ISSUER_REFRESH_REUSE_GRACE``, default off): within
+that many seconds of a token's rotation, presenting it again succeeds *if the
+token it was rotated to is still unused*. That successor is then spent and a
+fresh pair issued, so a family never has more than one live refresh token. A
+token two generations old (its successor has been used too) never qualifies.
+
+Every decision runs in one transaction that holds the family's row lock (the
+SQLite write lock on SQLite): the spend is ``UPDATE … WHERE spent_at IS NULL``,
+so of two concurrent uses exactly one wins, and the loser is a reuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+
+from issuer.clock import Clock
+from issuer.config import Settings
+from issuer.errors import InvalidGrantError, InvalidScopeError
+from issuer.keyring import Keyring
+from issuer.services.grants import TokenResponse, issue_access_token
+from issuer.services.scopes import parse_scope
+from issuer.store.base import (
+    AuditEvent,
+    ClientRecord,
+    FamilyRecord,
+    RefreshTokenRecord,
+    SessionTx,
+    UserRecord,
+    UserStore,
+)
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _exp(claims: dict[str, object]) -> datetime:
+    exp = claims["exp"]
+    assert isinstance(exp, int)
+    return datetime.fromtimestamp(exp, UTC)
+
+
+def _idle_deadline(settings: Settings, now: datetime, family: FamilyRecord) -> datetime:
+    return min(now + timedelta(seconds=settings.refresh_idle_ttl), family.expires_at)
+
+
+async def start_session(
+    store: UserStore,
+    keyring: Keyring,
+    settings: Settings,
+    clock: Clock,
+    *,
+    user: UserRecord,
+    client: ClientRecord,
+    scope: tuple[str, ...],
+) -> TokenResponse:
+    """A first access token and refresh token, in a new family."""
+    now = clock.now()
+    access = issue_access_token(
+        keyring,
+        settings,
+        clock,
+        subject=user.user_id,
+        client_id=client.client_id,
+        scope=scope,
+        roles=user.roles,
+    )
+    family = FamilyRecord(
+        family_id=secrets.token_urlsafe(16),
+        user_id=user.user_id,
+        client_id=client.client_id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.refresh_token_ttl),
+    )
+    token = new_refresh_token()
+    async with store.sessions() as tx:
+        await tx.insert_family(family)
+        await tx.insert_refresh(
+            RefreshTokenRecord(
+                token_hash=hash_refresh_token(token),
+                family_id=family.family_id,
+                generation=0,
+                parent_hash=None,
+                scope=scope,
+                issued_at=now,
+                idle_expires_at=_idle_deadline(settings, now, family),
+            )
+        )
+        await tx.record_access_token(
+            str(access.claims["jti"]), family.family_id, _exp(access.claims)
+        )
+    return replace(access, refresh_token=token)
+
+
+def narrow_scope(requested: str | None, granted: tuple[str, ...]) -> tuple[str, ...]:
+    """RFC 6749 §6: a refresh may ask for less than the presented token had, never more."""
+    if requested is None:
+        return granted
+    asked = parse_scope(requested)
+    if any(s not in granted for s in asked):
+        raise InvalidScopeError("a refresh cannot widen the scope")
+    return asked
+
+
+class Outcome(Enum):
+    ROTATED = "rotated"
+    GRACE = "grace"
+    INVALID = "invalid"
+    REUSED = "reused"
+
+
+def family_usable(family: FamilyRecord, now: datetime) -> bool:
+    return family.revoked_at is None and now < family.expires_at
+
+
+async def refresh(
+    store: UserStore,
+    keyring: Keyring,
+    settings: Settings,
+    clock: Clock,
+    *,
+    client: ClientRecord,
+    presented: str,
+    requested_scope: str | None,
+) -> TokenResponse:
+    """``grant_type=refresh_token``: spend the presented token, return a fresh pair."""
+    token_hash = hash_refresh_token(presented)
+    found = await store.find_refresh(token_hash)
+    # RFC 6749 §6: the token must be presented by the client it was issued to; a
+    # stranger's attempt spends nothing (it would only lock the owner out).
+    if found is None or found[1].client_id != client.client_id:
+        raise InvalidGrantError("the refresh token is invalid, expired or revoked")
+    old, family = found
+    user = await store.get_user(family.user_id)
+    if user is None or user.disabled:
+        raise InvalidGrantError("the refresh token is invalid, expired or revoked")
+    scope = narrow_scope(requested_scope, old.scope)
+    # Signed before the transaction, so its jti is recorded in the family atomically
+    # with the rotation (a reuse revocation can then never miss it).
+    access = issue_access_token(
+        keyring,
+        settings,
+        clock,
+        subject=user.user_id,
+        client_id=client.client_id,
+        scope=scope,
+        roles=user.roles,
+    )
+    new = new_refresh_token()
+    now = clock.now()
+    async with store.sessions() as tx:
+        outcome = await _rotate(tx, settings, now, token_hash, hash_refresh_token(new), scope)
+        if outcome in (Outcome.ROTATED, Outcome.GRACE):
+            await tx.record_access_token(
+                str(access.claims["jti"]), family.family_id, _exp(access.claims)
+            )
+        elif outcome is Outcome.REUSED:
+            await tx.add_audit(
+                AuditEvent(
+                    now,
+                    f"client:{client.client_id}",
+                    "refresh.reuse",
+                    user.user_id,
+                    {"family": family.family_id, "generation": old.generation},
+                )
+            )
+    if outcome not in (Outcome.ROTATED, Outcome.GRACE):
+        raise InvalidGrantError("the refresh token is invalid, expired or revoked")
+    return replace(access, refresh_token=new)
+
+
+async def _rotate(
+    tx: SessionTx,
+    settings: Settings,
+    now: datetime,
+    token_hash: str,
+    new_hash: str,
+    scope: tuple[str, ...],
+) -> Outcome:
+    found = await tx.lock_refresh(token_hash)  # the family stays locked from here on
+    if found is None:
+        return Outcome.INVALID
+    old, family = found
+    user = await tx.get_user(family.user_id)
+    if not family_usable(family, now) or user is None or user.disabled:
+        return Outcome.INVALID
+    if old.spent_at is None:
+        if now >= old.idle_expires_at or not await tx.spend_refresh(token_hash, now):
+            return Outcome.INVALID
+        generation, outcome = old.generation + 1, Outcome.ROTATED
+    else:
+        grace = timedelta(seconds=settings.refresh_reuse_grace)
+        child = None
+        if now < old.spent_at + grace:
+            child = await tx.spend_child_of(family.family_id, token_hash, now)
+        if child is None:
+            await tx.revoke_family(family.family_id, now, settings.clock_leeway)
+            return Outcome.REUSED
+        generation, outcome = child.generation + 1, Outcome.GRACE
+    await tx.insert_refresh(
+        RefreshTokenRecord(
+            token_hash=new_hash,
+            family_id=family.family_id,
+            generation=generation,
+            parent_hash=token_hash,
+            scope=scope,
+            issued_at=now,
+            idle_expires_at=_idle_deadline(settings, now, family),
+        )
+    )
+    return outcome
+
+
+async def revoke_refresh_family(
+    store: UserStore, settings: Settings, clock: Clock, family_ids: set[str], *, actor: str
+) -> None:
+    """Revoke families (logout, RFC 7009) and deny-list the access tokens issued from them."""
+    now = clock.now()
+    async with store.sessions() as tx:
+        # A fixed order, so two transactions never wait on each other's families.
+        for family_id in sorted(family_ids):
+            if await tx.revoke_family(family_id, now, settings.clock_leeway):
+                await tx.add_audit(
+                    AuditEvent(now, actor, "session.revoke", None, {"family": family_id})
+                )
+
+
+async def deny_access_token(
+    store: UserStore, settings: Settings, clock: Clock, claims: dict[str, object], *, actor: str
+) -> None:
+    """Deny-list one verified access token by its jti until it expires (plus leeway)."""
+    exp = _exp(claims)
+    jti = str(claims["jti"])
+    now = clock.now()
+    async with store.sessions() as tx:
+        await tx.add_revocation("jti", jti, exp, exp + timedelta(seconds=settings.clock_leeway))
+        await tx.add_audit(
+            AuditEvent(now, actor, "token.revoke", str(claims.get("sub")), {"jti": jti})
+        )
+
+
+async def family_of_access_token(store: UserStore, jti: str) -> str | None:
+    async with store.sessions() as tx:
+        return await tx.family_of_access_token(jti)
