@@ -105,9 +105,20 @@ class PreparedToken:
     signature: bytes
 
 
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# The last character of an unpadded segment carries 4 (length % 4 == 2) or 2 (== 3)
+# unused bits, which canonical base64url (RFC 4648 §3.5) sets to zero. Accepting
+# others would let one token be spelled several ways.
+_CANONICAL_LAST = {
+    2: frozenset(c for i, c in enumerate(_ALPHABET) if i % 16 == 0),
+    3: frozenset(c for i, c in enumerate(_ALPHABET) if i % 4 == 0),
+}
+
+
 def _b64decode(part: bytes) -> bytes:
     # Strict base64url without padding (RFC 7515 §2): reject '=', '+', '/', whitespace.
-    if len(part) % 4 == 1:
+    rest = len(part) % 4
+    if rest == 1 or (rest and part[-1] not in _CANONICAL_LAST[rest]):
         raise MalformedTokenError("invalid base64url")
     try:
         return binascii.a2b_base64(

@@ -16,6 +16,7 @@ from issuer.verifier import (
     ExcessiveLifetimeError,
     ExpiredTokenError,
     HeaderCache,
+    MalformedTokenError,
     NotYetValidError,
     Policy,
     TokenError,
@@ -228,3 +229,15 @@ def test_payload_is_parsed_only_after_the_signature(rsa_key: GeneratedKey) -> No
     token = compact(header, b"[" * 2000, signature=b"\x01" * 256)
     with pytest.raises(BadSignatureError):
         verify_token(token, keys_of(rsa_key), POLICY, NOW)
+
+
+def test_non_canonical_base64url_is_refused(rsa_key: GeneratedKey) -> None:
+    # An RSA-2048 signature is 256 bytes: 342 characters, the last one carrying 4
+    # unused bits. Setting one of them spells the same signature differently.
+    token = mint(rsa_key)
+    head, _, sig = token.rpartition(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    twisted = alphabet[alphabet.index(sig[-1]) ^ 1]
+    assert verify_token(token, keys_of(rsa_key), POLICY, NOW)
+    with pytest.raises(MalformedTokenError):
+        verify_token(f"{head}.{sig[:-1]}{twisted}", keys_of(rsa_key), POLICY, NOW)
