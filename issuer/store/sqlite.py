@@ -92,6 +92,7 @@ class SQLiteTx:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
+        self.scrub = False  # a private key was destroyed: checkpoint the WAL after commit
 
     async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         async with self.db.execute(sql, tuple(args)) as cur:
@@ -133,10 +134,12 @@ class SQLiteTx:
             " WHERE kid = ? AND revoked_at IS NULL",
             (ts(at), kid),
         )
+        self.scrub = True
         return n == 1
 
     async def destroy_private_key(self, kid: str) -> None:
         await self.execute("UPDATE signing_keys SET private_wrapped = NULL WHERE kid = ?", (kid,))
+        self.scrub = True
 
     async def replace_wrapped_key(self, kid: str, wrapped: bytes, kek_id: str) -> None:
         await self.execute(
@@ -171,6 +174,8 @@ class SQLiteStore(SQLiteUserStore):
             "PRAGMA synchronous = NORMAL",
             "PRAGMA busy_timeout = 30000",
             "PRAGMA foreign_keys = ON",
+            # Freed pages are zeroed, so destroyed private keys leave no copy in the file.
+            "PRAGMA secure_delete = ON",
         ):
             await db.execute(pragma)
         return cls(db)
@@ -182,13 +187,18 @@ class SQLiteStore(SQLiteUserStore):
     async def transaction(self, *, write: bool = True) -> AsyncIterator[SQLiteTx]:
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            tx = SQLiteTx(self._db)
             try:
-                yield SQLiteTx(self._db)
+                yield tx
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
             else:
                 await self._db.execute("COMMIT")
+                if tx.scrub:
+                    # The WAL still holds the page as it was before the blob was cleared;
+                    # copy it back and truncate the log (best effort: readers may hold it).
+                    await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SQLiteTx]:
