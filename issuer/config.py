@@ -143,7 +143,8 @@ def _default_workers() -> int:
 class Settings:
     """Every setting, with its default; see the README's configuration table."""
 
-    database_url: str = "sqlite:///./var/issuer.db"
+    # repr=False: a PostgreSQL URL may carry the password.
+    database_url: str = field(default="sqlite:///./var/issuer.db", repr=False)
     issuer: str = "http://127.0.0.1:8080"
     audience: str = "aud"
     host: str = "127.0.0.1"
@@ -256,7 +257,20 @@ class Settings:
 
 
 def _shown(name: str, raw: str) -> str:
-    return "a hidden value" if name == "kek" else repr(raw[:80])
+    if name == "kek":
+        return "a hidden value"
+    if name == "database_url":
+        raw = redact_url(raw)
+    return repr(raw[:80])
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{netloc}").geturl()
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {

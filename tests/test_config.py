@@ -91,3 +91,13 @@ def test_bad_configuration_stops_the_cli_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("issuer: configuration error: ISSUER_ACCESS_TOKEN_TTL")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_database_password_never_shows() -> None:
+    url = "postgresql://issuer:S3cretPw@db.internal/issuer"
+    s = Settings.from_env({"ISSUER_DATABASE_URL": url})
+    assert "S3cretPw" not in repr(s)
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ISSUER_DATABASE_URL": "mysql://u:S3cretPw@h/db"})
+    assert "S3cretPw" not in str(info.value)
+    assert "u:***@h" in str(info.value)
