@@ -25,6 +25,8 @@ from issuer.verifier.core import verify_token
 from issuer.verifier.errors import TokenError
 
 ADMIN_SCOPE = "issuer:admin"
+# A typed key: aiohttp 3.14 warns on plain string keys in request storage.
+claims_key: web.RequestKey[dict[str, Any]] = web.RequestKey("claims", dict)
 
 
 def bearer_token(request: web.Request) -> str:
@@ -63,12 +65,12 @@ async def require_admin(request: web.Request, handler: Handler) -> web.StreamRes
     claims = await authenticate(request)
     if ADMIN_SCOPE not in str(claims.get("scope", "")).split():
         raise InsufficientScopeError(ADMIN_SCOPE, f"this API needs the {ADMIN_SCOPE} scope")
-    request["claims"] = claims
+    request[claims_key] = claims
     return await handler(request)
 
 
 def actor(request: web.Request) -> str:
-    return f"token:{request['claims'].get('sub', '?')}"
+    return f"token:{request[claims_key].get('sub', '?')}"
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
