@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from issuer import __version__
+from issuer import __version__, logs
 from issuer.app import create_app, open_store, start, stop
 from issuer.appkeys import admin_app_key
 from issuer.clock import SystemClock
@@ -230,10 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
+def setup_logging(level: str, fmt: str = "text") -> None:
+    logs.configure(level, fmt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"issuer: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     try:
         command: Command = args.run
         return asyncio.run(command(settings, args))

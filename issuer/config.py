@@ -165,6 +165,7 @@ class Settings:
     shutdown_grace: int = 20
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     log_level: str = "INFO"
+    log_format: str = "json"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -254,6 +255,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "shutdown_grace": parse_duration,
     "trusted_proxies": parse_networks,
     "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR"), str.upper),
+    "log_format": _choice(("json", "text"), str.lower),
 }
 # Variables read elsewhere (tests, tooling) that are not settings of the server.
 _OTHER = {"ISSUER_TEST_POSTGRES", "ISSUER_TEST_POSTGRES_DSN"}
