@@ -14,6 +14,7 @@ from issuer.clock import Clock, SystemClock
 from issuer.config import Settings
 from issuer.context import Context
 from issuer.http import admin, ops, public
+from issuer.http.metrics import handle_metrics, observe
 from issuer.http.middleware import request_context
 from issuer.kek import load_kek
 from issuer.keyring import Keyring
@@ -72,15 +73,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     Start the public app first: its cleanup context opens what both share.
     """
     ctx = Context(settings, clock or SystemClock())
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[request_context])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[request_context, observe])
     admin_app = web.Application(
-        client_max_size=MAX_BODY, middlewares=[request_context, admin.require_admin]
+        client_max_size=MAX_BODY, middlewares=[request_context, observe, admin.require_admin]
     )
     for a in (app, admin_app):
         a[context_key] = ctx
         ops.add_routes(a)
     public.add_routes(app)
     admin.add_routes(admin_app)
+    admin_app.router.add_get("/metrics", handle_metrics)
     app[admin_app_key] = admin_app
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
