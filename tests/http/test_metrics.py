@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from issuer import metrics
+from issuer import __version__
 from issuer.clock import SettableClock
 from issuer.context import Context
 from tests.conftest import MakeClient, basic_auth
@@ -34,8 +34,8 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 async def test_metrics_needs_no_token_and_is_not_on_the_public_listener(
     client: TestClient[Any, Any], admin: TestClient[Any, Any]
 ) -> None:
-    text, samples = await scrape(admin)
-    assert value(samples, "issuer_build_info", version=metrics.__version__) == 1
+    _, samples = await scrape(admin)
+    assert value(samples, "issuer_build_info", version=__version__) == 1
     assert (await client.get("/metrics")).status == 404
 
 
