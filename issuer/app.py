@@ -13,7 +13,7 @@ from issuer.appkeys import admin_app_key, context_key
 from issuer.clock import Clock, SystemClock
 from issuer.config import Settings
 from issuer.context import Context
-from issuer.http import admin, ops, public
+from issuer.http import admin, openapi, ops, public
 from issuer.http.metrics import handle_metrics, observe
 from issuer.http.middleware import request_context
 from issuer.kek import load_kek
@@ -83,6 +83,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     public.add_routes(app)
     admin.add_routes(admin_app)
     admin_app.router.add_get("/metrics", handle_metrics)
+    openapi.add_route(app, openapi.public_document)
+    openapi.add_route(admin_app, openapi.admin_document)
     app[admin_app_key] = admin_app
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
