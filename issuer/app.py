@@ -18,6 +18,7 @@ from issuer.http.metrics import handle_metrics, observe
 from issuer.http.middleware import request_context
 from issuer.kek import load_kek
 from issuer.keyring import Keyring
+from issuer.notify import follow_key_changes
 from issuer.store.postgres import PostgresStore
 from issuer.store.sqlite import SQLiteStore
 
@@ -89,13 +90,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await start(ctx)
-        task = asyncio.create_task(ctx.keyring.run(), name="key-schedule")
+        tasks = [asyncio.create_task(ctx.keyring.run(), name="key-schedule")]
+        if isinstance(ctx.store, PostgresStore):
+            follow = follow_key_changes(ctx.store.dsn, ctx.keyring)
+            tasks.append(asyncio.create_task(follow, name="key-changes"))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await stop(ctx)
 
     app.cleanup_ctx.append(lifecycle)
