@@ -159,7 +159,8 @@ class Settings:
     key_publish_lead: int = 86400
     jwks_max_age: int = 300
     clock_leeway: int = 60
-    key_refresh_interval: int = 2
+    # SQLite workers see each other's key changes only by re-reading: keep it short.
+    key_refresh_interval: int = 1
     auto_migrate: bool = True
     workers: int = field(default_factory=_default_workers)
     shutdown_grace: int = 20
