@@ -1,6 +1,6 @@
 """Logging: one JSON object per line (or plain text for people), with the request context.
 
-Every line carries ``time``, ``level``, ``event`` (the message), ``logger`` and,
+Every line carries ``time``, ``level``, ``event`` (the message), ``logger``, ``pid`` and,
 inside a request, ``request_id`` and ``route`` (the template, never the raw
 path); fields passed with ``extra=`` are added as they are, and an exception
 becomes ``{"type", "message", "traceback"}``. Nothing here logs a request body,
@@ -43,6 +43,7 @@ class JSONFormatter(logging.Formatter):
             "level": record.levelname,
             "event": record.getMessage(),
             "logger": record.name,
+            "pid": record.process,
             **_context(record),
         }
         for key, value in vars(record).items():
