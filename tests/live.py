@@ -86,7 +86,6 @@ class Served:
         return f"http://127.0.0.1:{self.env['ISSUER_ADMIN_PORT']}"
 
     def logs(self) -> str:
-        self.stderr.flush()
         return self.log.read_text("utf-8", errors="replace")
 
     def log_lines(self) -> list[dict[str, Any]]:
