@@ -44,11 +44,14 @@ async def follow_key_changes(dsn: str, keyring: Keyring) -> None:
             delay, down = BACKOFF[0], False
             keyring.wake()  # whatever changed while we were not listening
             while not lost.is_set():
+                # asyncio.timeout, not wait_for, which can swallow a cancellation on 3.11.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), PING_INTERVAL)
+                    async with asyncio.timeout(PING_INTERVAL):
+                        await lost.wait()
                 if not lost.is_set():
                     # A half-open TCP connection raises no event: ask it something.
-                    await asyncio.wait_for(conn.execute("SELECT 1"), CONNECT_TIMEOUT)
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        await conn.execute("SELECT 1")
         except _DOWN as exc:
             if not down:
                 log.warning(

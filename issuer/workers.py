@@ -236,7 +236,8 @@ class Supervisor:
                 delay,
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self.stopping.wait()
             if self.stopping.is_set():
                 return
 
