@@ -13,10 +13,12 @@ from issuer.appkeys import admin_app_key, context_key
 from issuer.clock import Clock, SystemClock
 from issuer.config import Settings
 from issuer.context import Context
-from issuer.http import admin, ops, public
+from issuer.http import admin, openapi, ops, public
+from issuer.http.metrics import handle_metrics, observe
 from issuer.http.middleware import request_context
 from issuer.kek import load_kek
 from issuer.keyring import Keyring
+from issuer.notify import follow_key_changes
 from issuer.store.postgres import PostgresStore
 from issuer.store.sqlite import SQLiteStore
 
@@ -72,26 +74,34 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     Start the public app first: its cleanup context opens what both share.
     """
     ctx = Context(settings, clock or SystemClock())
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[request_context])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[request_context, observe])
     admin_app = web.Application(
-        client_max_size=MAX_BODY, middlewares=[request_context, admin.require_admin]
+        client_max_size=MAX_BODY, middlewares=[request_context, observe, admin.require_admin]
     )
     for a in (app, admin_app):
         a[context_key] = ctx
         ops.add_routes(a)
     public.add_routes(app)
     admin.add_routes(admin_app)
+    admin_app.router.add_get("/metrics", handle_metrics)
+    openapi.add_route(app, openapi.public_document)
+    openapi.add_route(admin_app, openapi.admin_document)
     app[admin_app_key] = admin_app
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await start(ctx)
-        task = asyncio.create_task(ctx.keyring.run(), name="key-schedule")
+        tasks = [asyncio.create_task(ctx.keyring.run(), name="key-schedule")]
+        if isinstance(ctx.store, PostgresStore):
+            follow = follow_key_changes(ctx.store.dsn, ctx.keyring)
+            tasks.append(asyncio.create_task(follow, name="key-changes"))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await stop(ctx)
 
     app.cleanup_ctx.append(lifecycle)

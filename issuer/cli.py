@@ -7,16 +7,12 @@ import asyncio
 import getpass
 import json
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from aiohttp import web
-
-from issuer import __version__
-from issuer.app import create_app, open_store, start, stop
-from issuer.appkeys import admin_app_key
+from issuer import __version__, logs, workers
+from issuer.app import open_store, start, stop
 from issuer.clock import SystemClock
 from issuer.config import Settings
 from issuer.context import Context
@@ -60,35 +56,9 @@ async def with_context(settings: Settings, fn: Callable[[Context], Awaitable[int
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    app = create_app(settings)
-    public_runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace)
-    admin_runner = web.AppRunner(
-        app[admin_app_key], access_log=None, shutdown_timeout=settings.shutdown_grace
-    )
-    await public_runner.setup()
-    await admin_runner.setup()
-    try:
-        await web.TCPSite(public_runner, settings.host, settings.port).start()
-        await web.TCPSite(admin_runner, settings.admin_host, settings.admin_port).start()
-        log.info(
-            "issuer %s serving on http://%s:%d (admin http://%s:%d), iss=%s",
-            __version__,
-            settings.host,
-            settings.port,
-            settings.admin_host,
-            settings.admin_port,
-            settings.issuer,
-        )
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        await stopping.wait()
-        log.info("stopping: draining requests in flight (up to %ss)", settings.shutdown_grace)
-    finally:
-        await admin_runner.cleanup()
-        await public_runner.cleanup()
-    return 0
+    if args.worker or settings.workers == 1:
+        return await workers.serve(settings, reuse_port=args.worker)
+    return await workers.supervise(settings, settings.workers)
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -263,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: cores)"
     )
+    # A worker started by the parent: shares the ports (SO_REUSEPORT) and never forks.
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
@@ -322,10 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
+def setup_logging(level: str, fmt: str = "text") -> None:
+    logs.configure(level, fmt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -337,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"issuer: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     try:
         command: Command = args.run
         return asyncio.run(command(settings, args))

@@ -160,7 +160,8 @@ class Settings:
     key_publish_lead: int = 86400
     jwks_max_age: int = 300
     clock_leeway: int = 60
-    key_refresh_interval: int = 2
+    # SQLite workers see each other's key changes only by re-reading: keep it short.
+    key_refresh_interval: int = 1
     auto_migrate: bool = True
     workers: int = field(default_factory=_default_workers)
     shutdown_grace: int = 20
@@ -173,6 +174,7 @@ class Settings:
     login_window: int = 900
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     log_level: str = "INFO"
+    log_format: str = "json"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -300,6 +302,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "login_window": parse_duration,
     "trusted_proxies": parse_networks,
     "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR"), str.upper),
+    "log_format": _choice(("json", "text"), str.lower),
 }
 # Variables read elsewhere (tests, tooling) that are not settings of the server.
 _OTHER = {"ISSUER_TEST_POSTGRES", "ISSUER_TEST_POSTGRES_DSN"}

@@ -464,5 +464,8 @@ class Keyring:
             until = (snap.valid_until - self.clock.now()).total_seconds()
             delay = min(delay, max(0.05, until))
         self._wake.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation
+        # that lands as the wake-up does (gh-86296), and the app's shutdown then hangs.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            async with asyncio.timeout(delay):
+                await self._wake.wait()

@@ -25,6 +25,8 @@ from issuer.verifier.core import verify_token
 from issuer.verifier.errors import TokenError
 
 ADMIN_SCOPE = "issuer:admin"
+# A typed key: aiohttp 3.14 warns on plain string keys in request storage.
+claims_key: web.RequestKey[dict[str, Any]] = web.RequestKey("claims", dict)
 
 
 def bearer_token(request: web.Request) -> str:
@@ -88,10 +90,11 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 def field(body: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
-    value = body.get(name, default)
-    if value is not None and (
-        not isinstance(value, kind) or (kind is int and isinstance(value, bool))
-    ):
+    """``body[name]`` if it is a ``kind``, ``default`` when absent; null is not absent (400)."""
+    if name not in body:
+        return default
+    value = body[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidRequestError(f"{name} must be a {kind.__name__}")
     return value
 
@@ -160,11 +163,17 @@ async def handle_create_client(request: web.Request) -> web.Response:
 
 
 async def handle_audit(request: web.Request) -> web.Response:
+    unknown = set(request.query) - {"after", "limit"}
+    if unknown:
+        raise InvalidRequestError(f"unknown parameter {sorted(unknown)[0][:40]!r}")
     try:
         after = int(request.query.get("after", "0"))
         limit = min(500, max(1, int(request.query.get("limit", "100"))))
     except ValueError:
         raise InvalidRequestError("after and limit must be integers") from None
+    # Audit ids are 64-bit: a larger number would overflow the driver (a 500), not match.
+    if not 0 <= after < 2**63:
+        raise InvalidRequestError("after must be an audit id (0 or more)")
     events = await request.app[context_key].store.list_audit(after=after, limit=limit)
     items = [
         {

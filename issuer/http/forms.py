@@ -80,6 +80,9 @@ def client_credentials_of(request: web.Request, form: Form) -> ClientCredentials
             raise InvalidClientError("malformed Basic credentials")
         # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
         basic_id, secret = unquote_plus(user), unquote_plus(password)
+        if "\x00" in basic_id or "\x00" in secret:
+            # No client has one, and PostgreSQL cannot even compare a text with NUL in it.
+            raise InvalidClientError("malformed Basic credentials")
         if form.get("client_id") not in (None, basic_id):
             raise InvalidRequestError("client_id in the body differs from the Basic credentials")
         return ClientCredentials(basic_id, secret, "client_secret_basic")

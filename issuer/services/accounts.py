@@ -46,6 +46,9 @@ async def create_client(
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidRequestError("a client name is 1 to 200 characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        # Control characters garble logs and tables, and PostgreSQL refuses NUL outright.
+        raise InvalidRequestError("a client name must not contain control characters")
     secret = None if public else secrets.token_urlsafe(32)
     client = ClientRecord(
         client_id=secrets.token_urlsafe(16),

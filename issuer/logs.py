@@ -1,0 +1,96 @@
+"""Logging: one JSON object per line (or plain text for people), with the request context.
+
+Every line carries ``time``, ``level``, ``event`` (the message), ``logger``, ``pid`` and,
+inside a request, ``request_id`` and ``route`` (the template, never the raw
+path); fields passed with ``extra=`` are added as they are, and an exception
+becomes ``{"type", "message", "traceback"}``. Nothing here logs a request body,
+a query string or a header, so passwords, secrets and tokens have no way in;
+code that logs must keep it that way (see tests/test_logs.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+from issuer.http.middleware import request_id_var, route_var
+
+FORMATS = ("json", "text")
+ACCESS_LOGGER = "issuer.access"
+# LogRecord's own attributes: anything else on a record came from ``extra=``.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def _context(record: logging.LogRecord) -> dict[str, str]:
+    out = {}
+    rid = getattr(record, "request_id", None) or request_id_var.get()
+    route = getattr(record, "route", None) or route_var.get()
+    if rid != "-":
+        out["request_id"] = rid
+    if route != "-":
+        out["route"] = route
+    return out
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "event": record.getMessage(),
+            "logger": record.name,
+            "pid": record.process,
+            **_context(record),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in doc:
+                doc[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, exc, tb = record.exc_info
+            doc["exception"] = {
+                "type": exc_type.__qualname__,
+                "message": str(exc),
+                "traceback": "".join(traceback.format_exception(exc_type, exc, tb)),
+            }
+        return json.dumps(doc, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        extra.update(_context(record))
+        if extra:
+            head, sep, tail = text.partition("\n")
+            text = head + " " + " ".join(f"{k}={v}" for k, v in extra.items()) + sep + tail
+        return text
+
+
+def configure(level: str = "INFO", fmt: str = "json") -> None:
+    """Send every logger's records to stderr, one line each (``fmt``: json or text)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def access(method: str, route: str, status: int, duration_ms: float, *, quiet: bool) -> None:
+    """One line per request: never the query string, a header or the body."""
+    logging.getLogger(ACCESS_LOGGER).log(
+        logging.DEBUG if quiet else logging.INFO,
+        "%s %s %d",
+        method,
+        route,
+        status,
+        extra={"method": method, "status": status, "duration_ms": round(duration_ms, 2)},
+    )

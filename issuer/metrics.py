@@ -1,0 +1,169 @@
+"""Prometheus metrics: counters the code bumps, key gauges computed at scrape time.
+
+The counters and the request histogram are built once per process, on first
+use (not at import), in a registry of their own, so any number of apps in one
+process (as in the tests) share them without a duplicate-registration error.
+With ``issuer serve --workers N`` the parent sets ``PROMETHEUS_MULTIPROC_DIR``
+before starting the workers; prometheus-client then keeps each worker's values
+in a file there, and a scrape of any worker adds them all up.
+
+Key gauges (age, next rotation, keys per state) and ``issuer_build_info`` are
+computed from the scraped worker's keyring at scrape time: every worker reads
+the same key rows, so any one of them answers for all.
+
+No label ever carries a user, client or token value: labels are grant types,
+OAuth error codes, route templates, methods and statuses, all bounded sets.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from issuer import __version__
+from issuer.keyring import Keyring, KeyState
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Token endpoint latency is dominated by signing (about a millisecond) and the database.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.tokens_issued = Counter(
+            "issuer_tokens_issued", "Access tokens issued, by grant type", ["grant"], registry=r
+        )
+        self.token_errors = Counter(
+            "issuer_token_errors",
+            "Token endpoint errors, by OAuth error code (RFC 6749 §5.2)",
+            ["error"],
+            registry=r,
+        )
+        self.login_failures = Counter(
+            "issuer_login_failures", "Failed user logins (wrong user name or password)", registry=r
+        )
+        self.refresh_reuse = Counter(
+            "issuer_refresh_reuse_detected",
+            "Spent refresh tokens presented again (the family is revoked)",
+            registry=r,
+        )
+        self.jwks_requests = Counter(
+            "issuer_jwks_requests", "JWKS requests, by response status", ["status"], registry=r
+        )
+        self.request_duration = Histogram(
+            "issuer_http_request_duration_seconds",
+            "HTTP request duration, by route template, method and status",
+            ["route", "method", "status"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+
+
+@functools.cache
+def _metrics() -> _Metrics:
+    return _Metrics()
+
+
+# -- what the code calls --------------------------------------------------------
+
+
+def token_issued(grant: str) -> None:
+    _metrics().tokens_issued.labels(grant=grant).inc()
+
+
+def token_error(error: str) -> None:
+    _metrics().token_errors.labels(error=error).inc()
+
+
+def login_failed() -> None:
+    _metrics().login_failures.inc()
+
+
+def refresh_reuse_detected() -> None:
+    _metrics().refresh_reuse.inc()
+
+
+def jwks_served(status: int) -> None:
+    _metrics().jwks_requests.labels(status=str(status)).inc()
+
+
+def request_observed(route: str, method: str, status: int, seconds: float) -> None:
+    _metrics().request_duration.labels(route=route, method=method, status=str(status)).observe(
+        seconds
+    )
+
+
+# -- scraping -------------------------------------------------------------------
+
+
+def key_metrics(keyring: Keyring, now: datetime) -> list[Metric]:
+    """Key-schedule gauges from this worker's keyring (all workers read the same rows)."""
+    views = keyring.snapshot(now).views
+    counts = GaugeMetricFamily(
+        "issuer_keys", "Signing keys by state (pending, active, …)", labels=["state"]
+    )
+    for state in KeyState:
+        counts.add_metric([state.value], sum(1 for v in views if v.state is state))
+    out: list[Metric] = [counts]
+    active = next((v for v in views if v.state is KeyState.ACTIVE), None)
+    if active is not None:
+        age = (now - active.record.activates_at).total_seconds()
+        out.append(
+            GaugeMetricFamily(
+                "issuer_signing_key_age_seconds",
+                "Seconds since the current signing key started signing",
+                value=age,
+            )
+        )
+    upcoming = [v.record.activates_at for v in views if v.state is KeyState.PENDING]
+    if upcoming:
+        out.append(
+            GaugeMetricFamily(
+                "issuer_next_key_rotation_seconds",
+                "Seconds until the next published key starts signing",
+                value=(min(upcoming) - now).total_seconds(),
+            )
+        )
+    return out
+
+
+def build_info() -> Metric:
+    info = GaugeMetricFamily(
+        "issuer_build_info", "Always 1; the version is in the label", labels=["version"]
+    )
+    info.add_metric([__version__], 1)
+    return info
+
+
+class _Scrape:
+    def __init__(self, parts: Iterable[Metric], counters: object) -> None:
+        self.parts = list(parts)
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.counters.collect()  # type: ignore[attr-defined]
+        yield from self.parts
+
+
+def render(keyring: Keyring | None, now: datetime) -> bytes:
+    """The text exposition: this process's (or, with workers, every worker's) counters."""
+    counters: object
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        counters = CollectorRegistry()
+        MultiProcessCollector(counters, path)  # type: ignore[no-untyped-call]
+    else:
+        counters = _metrics().registry
+    parts = [build_info()]
+    if keyring is not None and keyring.loaded:
+        parts.extend(key_metrics(keyring, now))
+    return generate_latest(_Scrape(parts, counters))

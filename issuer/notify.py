@@ -1,0 +1,71 @@
+"""Key-change notifications: PostgreSQL ``LISTEN issuer_keys`` wakes this worker's keyring.
+
+Every key-schedule transaction sends ``NOTIFY issuer_keys`` on commit (see
+``store/postgres.py``), so a rotation or revocation made through any worker or
+replica reaches every other one's JWKS and signer in milliseconds, not on the
+next timer tick. The LISTEN needs a connection of its own (a pooled one would
+be handed to queries); when it drops, this reconnects with backoff, logging
+the outage once, while the keyring's periodic re-read covers the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+
+from issuer.keyring import Keyring
+from issuer.store.postgres import KEYS_CHANNEL
+
+log = logging.getLogger(__name__)
+PING_INTERVAL = 30.0
+CONNECT_TIMEOUT = 10.0
+BACKOFF = (0.5, 30.0)
+# What a lost or unreachable server looks like through asyncpg.
+_DOWN = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+async def follow_key_changes(dsn: str, keyring: Keyring) -> None:
+    """Run until cancelled: LISTEN, and call ``keyring.wake()`` on every notification."""
+    delay, down = BACKOFF[0], False
+    while True:
+        conn: Any = None
+        try:
+            conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+            lost = asyncio.Event()
+            # Bound now: a late callback from an old connection must not flag the new one.
+            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+            await conn.add_listener(KEYS_CHANNEL, lambda *_args: keyring.wake())
+            if down:
+                log.info("listening for key changes again")
+            delay, down = BACKOFF[0], False
+            keyring.wake()  # whatever changed while we were not listening
+            while not lost.is_set():
+                # asyncio.timeout, not wait_for, which can swallow a cancellation on 3.11.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PING_INTERVAL):
+                        await lost.wait()
+                if not lost.is_set():
+                    # A half-open TCP connection raises no event: ask it something.
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        await conn.execute("SELECT 1")
+        except _DOWN as exc:
+            if not down:
+                log.warning(
+                    "key-change notifications are down (%s: %s); re-reading keys on the timer "
+                    "and reconnecting",
+                    type(exc).__name__,
+                    exc,
+                )
+                down = True
+        finally:
+            if conn is not None:
+                conn.terminate()
+        if not down:
+            log.warning("the key-change connection closed; reconnecting")
+            down = True
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, BACKOFF[1])

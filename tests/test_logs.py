@@ -1,0 +1,157 @@
+"""JSON log lines: context fields, exceptions, access lines, and no secrets in a full run."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from issuer.context import Context
+from issuer.http.middleware import request_id_var, route_var
+from issuer.logs import JSONFormatter, TextFormatter
+from tests.conftest import MakeClient, basic_auth
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """Everything logged during the test, formatted as the server formats it."""
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    handler.setFormatter(JSONFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield buf
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def parsed(buf: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buf.getvalue().splitlines()]
+
+
+def test_json_line_has_context_extra_fields_and_the_exception() -> None:
+    rid = request_id_var.set("req-1")
+    route = route_var.set("/token")
+    try:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            record = logging.getLogger("issuer.test").makeRecord(
+                "issuer.test", logging.ERROR, __file__, 1, "it %s", ("failed",), None
+            )
+            record.exc_info = sys.exc_info()
+        record.status = 500
+        line = JSONFormatter().format(record)
+    finally:
+        request_id_var.reset(rid)
+        route_var.reset(route)
+    assert "\n" not in line
+    doc = json.loads(line)
+    assert doc["event"] == "it failed"
+    assert doc["level"] == "ERROR"
+    assert doc["logger"] == "issuer.test"
+    assert doc["request_id"] == "req-1"
+    assert doc["route"] == "/token"
+    assert doc["status"] == 500
+    assert doc["time"].endswith("+00:00")
+    assert doc["exception"]["type"] == "ValueError"
+    assert doc["exception"]["message"] == "boom"
+    assert "Traceback" in doc["exception"]["traceback"]
+
+
+def test_text_format_is_one_line_with_the_fields() -> None:
+    record = logging.makeLogRecord({"msg": "GET /x 200", "levelname": "INFO", "status": 200})
+    line = TextFormatter().format(record)
+    assert "GET /x 200" in line
+    assert "status=200" in line
+
+
+async def test_a_full_run_logs_access_lines_and_no_secret(
+    client: TestClient[Any, Any],
+    admin: TestClient[Any, Any],
+    ctx: Context,
+    make_client: MakeClient,
+    admin_token: str,
+    log_lines: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bearer = {"Authorization": f"Bearer {admin_token}"}
+    # An admin creates a client over the API and gets its secret once.
+    created = await admin.post(
+        "/admin/clients", json={"name": "svc", "scopes": ["read"]}, headers=bearer
+    )
+    assert created.status == 201
+    new = await created.json()
+    ok = await client.post(
+        "/token?debug=secret-in-query",
+        data={"grant_type": "client_credentials"},
+        headers={**basic_auth(new["client_id"], new["client_secret"]), "X-Request-ID": "trace-1"},
+    )
+    assert ok.status == 200
+    access_token = (await ok.json())["access_token"]
+    wrong = await client.post(
+        "/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": new["client_id"],
+            "client_secret": "hunter2-wrong-secret",
+        },
+    )
+    assert wrong.status == 401
+    for path in ("/admin/keys", "/admin/audit", "/admin/clients"):
+        assert (await admin.get(path, headers=bearer)).status == 200
+    assert (
+        await admin.post("/admin/keys/rotate", json={"immediate": True}, headers=bearer)
+    ).status == 201
+    assert (
+        await admin.get("/admin/keys", headers={"Authorization": "Bearer forged.token.x"})
+    ).status == 401
+
+    async def broken() -> None:
+        raise RuntimeError("the database fell over")
+
+    monkeypatch.setattr(ctx.store, "list_clients", broken)
+    failed = await admin.get("/admin/clients", headers=bearer)
+    assert failed.status == 500
+    failed_rid = failed.headers["X-Request-ID"]
+
+    text = log_lines.getvalue()
+    lines = parsed(log_lines)
+    access = [d for d in lines if d["logger"] == "issuer.access"]
+    token_line = next(d for d in access if d.get("request_id") == "trace-1")
+    assert token_line["route"] == "/token"
+    assert token_line["method"] == "POST"
+    assert token_line["status"] == 200
+    assert isinstance(token_line["duration_ms"], float)
+    assert any(d["status"] == 401 and d["route"] == "/token" for d in access)
+    error = next(d for d in lines if d.get("exception"))
+    assert error["request_id"] == failed_rid
+    assert error["route"] == "/admin/clients"
+    assert error["exception"]["type"] == "RuntimeError"
+    assert "the database fell over" in error["exception"]["message"]
+
+    kek = ctx.keyring.kek.keys[0]
+    secrets = {
+        "client secret": new["client_secret"],
+        "wrong secret": "hunter2-wrong-secret",
+        "access token": access_token,
+        "admin token": admin_token,
+        "token signature": access_token.rsplit(".", 1)[1],
+        "query string": "secret-in-query",
+        "kek": base64.urlsafe_b64encode(kek).rstrip(b"=").decode(),
+        "private key": "PRIVATE KEY",
+        "basic header": basic_auth(new["client_id"], new["client_secret"])["Authorization"],
+    }
+    for what, value in secrets.items():
+        assert value not in text, f"the {what} appears in the logs"
