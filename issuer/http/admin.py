@@ -25,8 +25,6 @@ from issuer.verifier.core import verify_token
 from issuer.verifier.errors import TokenError
 
 ADMIN_SCOPE = "issuer:admin"
-# A typed key: aiohttp 3.14 warns on plain string keys in request storage.
-claims_key: web.RequestKey[dict[str, Any]] = web.RequestKey("claims", dict)
 
 
 def bearer_token(request: web.Request) -> str:

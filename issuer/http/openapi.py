@@ -19,6 +19,8 @@ from issuer.appkeys import context_key
 from issuer.context import Context
 from issuer.http.middleware import json_response
 from issuer.http.public import GRANTS
+from issuer.http.sessions_openapi import SECURITY_SCHEMES as SESSION_SECURITY_SCHEMES
+from issuer.http.sessions_openapi import admin_user_paths, session_paths
 
 Doc = dict[str, Any]
 Paths = dict[str, Doc]
@@ -189,6 +191,7 @@ SECURITY_SCHEMES: Doc = {
         "description": "An access token of this issuer with the issuer:admin scope",
     },
 }
+SECURITY_SCHEMES.update(SESSION_SECURITY_SCHEMES)
 
 # -- route groups -----------------------------------------------------------------
 
@@ -466,10 +469,11 @@ def metrics_paths(ctx: Context) -> Paths:
 
 
 PathGroup = Callable[[Context], Paths]
-PUBLIC_GROUPS: list[PathGroup] = [token_paths, well_known_paths, ops_paths]
+PUBLIC_GROUPS: list[PathGroup] = [token_paths, session_paths, well_known_paths, ops_paths]
 ADMIN_GROUPS: list[PathGroup] = [
     admin_key_paths,
     admin_client_paths,
+    admin_user_paths,
     admin_audit_paths,
     metrics_paths,
     ops_paths,

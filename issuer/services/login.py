@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from issuer import metrics
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import InvalidGrantError, InvalidRequestError, UnauthorizedClientError
@@ -56,6 +57,7 @@ async def password_grant(
     actor = f"client:{client.client_id}"
     if user is None or not ok or user.disabled:
         reason = "unknown_user" if user is None else "disabled" if ok else "wrong_password"
+        metrics.login_failed()
         await store.add_audit(
             AuditEvent(
                 clock.now(),

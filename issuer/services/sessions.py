@@ -25,6 +25,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
+from issuer import metrics
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import InvalidGrantError, InvalidScopeError
@@ -180,6 +181,8 @@ async def refresh(
                     {"family": family.family_id, "generation": old.generation},
                 )
             )
+    if outcome is Outcome.REUSED:
+        metrics.refresh_reuse_detected()
     if outcome not in (Outcome.ROTATED, Outcome.GRACE):
         raise InvalidGrantError("the refresh token is invalid, expired or revoked")
     return replace(access, refresh_token=new)

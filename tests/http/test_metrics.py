@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from issuer import __version__
 from issuer.clock import SettableClock
 from issuer.context import Context
-from tests.conftest import MakeClient, basic_auth
+from tests.conftest import Login, MakeClient, MakeUser, Refresh, basic_auth
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -128,3 +128,28 @@ async def test_unmatched_paths_share_one_label(
     text, _ = await scrape(admin)
     assert 'route="unmatched"' in text
     assert "/b/c" not in text
+
+
+async def test_login_failures_and_refresh_reuse_are_counted(
+    admin: TestClient[Any, Any],
+    make_client: MakeClient,
+    make_user: MakeUser,
+    login: Login,
+    refresh: Refresh,
+    client: TestClient[Any, Any],
+) -> None:
+    _, before = await scrape(admin)
+    app = await make_client(first_party=True)
+    user = await make_user()
+    resp = await client.post(
+        "/token",
+        data={"grant_type": "password", "username": user.username, "password": "wrong"},
+        headers=app.basic(),
+    )
+    assert resp.status == 400
+    tokens = await login(app, user)
+    assert (await refresh(app, tokens["refresh_token"])).status == 200
+    assert (await refresh(app, tokens["refresh_token"])).status == 400  # reuse
+    _, after = await scrape(admin)
+    for name in ("issuer_login_failures_total", "issuer_refresh_reuse_detected_total"):
+        assert value(after, name) - value(before, name) == 1, name
