@@ -13,6 +13,7 @@ from issuer.appkeys import admin_app_key, context_key
 from issuer.clock import Clock, SystemClock
 from issuer.config import Settings
 from issuer.context import Context
+from issuer.errors import StoreError
 from issuer.http import admin, openapi, ops, public
 from issuer.http.metrics import handle_metrics, observe
 from issuer.http.middleware import request_context
@@ -20,20 +21,29 @@ from issuer.kek import load_kek
 from issuer.keyring import Keyring
 from issuer.notify import follow_key_changes
 from issuer.store.postgres import PostgresStore
-from issuer.store.sqlite import SQLiteStore
+from issuer.store.sqlite import SQLiteStore, sqlite_path
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 AnyStore = PostgresStore | SQLiteStore
 
 
-async def open_store(settings: Settings) -> AnyStore:
-    """The store named by ``ISSUER_DATABASE_URL``, migrated when auto-migrate is on."""
+async def open_store(settings: Settings, *, create: bool = True) -> AnyStore:
+    """The store named by ``ISSUER_DATABASE_URL``, migrated when auto-migrate is on.
+
+    ``create=False`` refuses to start a new SQLite file: a command that works on an
+    existing installation must not quietly make an empty one elsewhere.
+    """
     url = settings.database_url
     store: AnyStore
     if url.startswith(("postgresql://", "postgres://")):
         store = await PostgresStore.open(url)
     else:
+        if not create and not sqlite_path(url).exists():
+            raise StoreError(
+                f"no database at {sqlite_path(url)}: run `issuer serve` or `issuer migrate` "
+                "first, or set ISSUER_DATABASE_URL"
+            )
         store = await SQLiteStore.open(url)
     if settings.auto_migrate:
         try:
@@ -46,14 +56,18 @@ async def open_store(settings: Settings) -> AnyStore:
     return store
 
 
-async def start(ctx: Context) -> None:
-    """Open store, KEK and keyring for ``ctx``, with the key schedule brought up to date."""
+async def start(ctx: Context, *, setup: bool = True) -> None:
+    """Open store, KEK and keyring for ``ctx``, with the key schedule brought up to date.
+
+    ``setup=False`` (CLI commands): use an existing installation as it is: no new
+    database file, no new KEK file, no keys created.
+    """
     settings, clock = ctx.settings, ctx.clock
-    kek = load_kek(settings)
-    store = await open_store(settings)
-    keyring = Keyring(store, settings, kek, clock)
+    store = await open_store(settings, create=setup)
     try:
-        await keyring.maintain()
+        keyring = Keyring(store, settings, load_kek(settings, create=setup), clock)
+        if setup:
+            await keyring.maintain()
         await keyring.load()
     except BaseException:
         await store.close()

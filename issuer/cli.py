@@ -18,6 +18,7 @@ from issuer.config import Settings
 from issuer.context import Context
 from issuer.errors import ConfigError, IssuerError, MigrationError, StoreError
 from issuer.http.admin import client_json
+from issuer.jose.keys import KeyUnwrapError
 from issuer.services.accounts import create_client
 from issuer.services.users import create_user, find_user, update_user, user_json, user_store
 
@@ -44,8 +45,9 @@ def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 
 async def with_context(settings: Settings, fn: Callable[[Context], Awaitable[int]]) -> int:
+    """Run ``fn`` on the existing installation (the database and KEK must exist)."""
     ctx = Context(settings, SystemClock())
-    await start(ctx)
+    await start(ctx, setup=False)
     try:
         return await fn(ctx)
     finally:
@@ -314,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"issuer: configuration error: {exc}", file=sys.stderr)
         return 2
-    except (IssuerError, MigrationError, StoreError) as exc:
+    except (IssuerError, MigrationError, StoreError, KeyUnwrapError) as exc:
         print(f"issuer: {exc}", file=sys.stderr)
         return 1
     except (OSError, ConnectionError) as exc:

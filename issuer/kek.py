@@ -48,11 +48,16 @@ class KeyEncryptionKeys:
         raise KeyUnwrapError(f"key {kid} was wrapped by KEK {wrapped_by}, which is not configured")
 
 
-def load_kek(settings: Settings) -> KeyEncryptionKeys:
+def load_kek(settings: Settings, *, create: bool = True) -> KeyEncryptionKeys:
     if settings.kek:
         return KeyEncryptionKeys(settings.kek)
     path = settings.kek_file
     if not path.exists():
+        if not create:
+            raise ConfigError(
+                f"ISSUER_KEK_FILE: {path} does not exist (issuer serve creates it on first "
+                "start; or set ISSUER_KEK)"
+            )
         _create_kek_file(path)
     try:
         doc = json.loads(path.read_text("utf-8"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -9,7 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from issuer.app import start, stop
 from issuer.cli import main
+from issuer.clock import SystemClock
+from issuer.config import Settings
+from issuer.context import Context
+
+
+@pytest.fixture(autouse=True)
+def keep_test_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    # main() would point the root logger at pytest's captured stderr, which closes
+    # after the test while aiosqlite's thread may still log.
+    monkeypatch.setattr("issuer.cli.setup_logging", lambda *args, **kwargs: None)
 
 
 @pytest.fixture
@@ -18,6 +30,18 @@ def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     monkeypatch.setenv("ISSUER_KEK", base64.urlsafe_b64encode(os.urandom(32)).decode())
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def await_service_start(folder: Path) -> None:
+    """What the first `issuer serve` does to a migrated database: the first two keys."""
+    settings = Settings.from_env()
+    ctx = Context(settings, SystemClock())
+
+    async def once() -> None:
+        await start(ctx)
+        await stop(ctx)
+
+    asyncio.run(once())
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -32,8 +56,12 @@ def test_migrate_keys_and_clients(env: Path, capsys: pytest.CaptureFixture[str])
     assert "applied: 0001_" in out
     assert run(capsys, "migrate")[1].strip() == "database is up to date"
 
+    # The CLI uses the installation as it is: listing creates nothing.
     code, out, _ = run(capsys, "keys", "list", "--json")
     assert code == 0
+    assert json.loads(out)["keys"] == []
+    await_service_start(env)
+    code, out, _ = run(capsys, "keys", "list", "--json")
     keys = json.loads(out)["keys"]
     assert [k["state"] for k in keys] == ["pending", "active"]
 
@@ -67,6 +95,7 @@ def test_migrate_keys_and_clients(env: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_errors_are_one_line_and_non_zero(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "migrate")
     code, _, err = run(capsys, "keys", "revoke", "no-such-kid")
     assert code == 1
     assert err.strip().splitlines()[-1] == "issuer: no key with kid no-such-kid"
@@ -86,3 +115,31 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         main(argv)
     assert info.value.code == 0
     assert "usage: issuer" in capsys.readouterr().out
+
+
+def test_commands_on_an_empty_folder_create_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("ISSUER_"):
+            monkeypatch.delenv(name)
+    for argv in (["clients", "list"], ["keys", "list"], ["users", "list"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 1
+        assert err.strip().splitlines()[-1].startswith("issuer: no database at var/issuer.db")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rewrap_under_a_kek_that_cannot_open_the_keys_is_one_line(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(capsys, "migrate")
+    await_service_start(env)
+    monkeypatch.setenv("ISSUER_KEK", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    code, _, err = run(capsys, "keys", "rewrap")
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("issuer: key ")
+    assert "not configured" in last
+    assert "Traceback" not in err

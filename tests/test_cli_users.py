@@ -17,6 +17,7 @@ def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ISSUER_DATABASE_URL", database_url)
     # Keep the test run's log handlers (conftest records every record for the secrets check).
     monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
+    assert cli.main(["migrate"]) == 0  # an installation to work on
 
 
 async def run(
