@@ -190,10 +190,13 @@ class Settings:
         need(self.access_token_ttl <= 86400, "access_token_ttl", "must be at most 24h")
         need(self.jwks_max_age >= 0, "jwks_max_age", "must not be negative")
         # A key must be in every verifier's cached JWKS before it signs.
+        # A new key must be in every worker's JWKS (which takes up to one refresh
+        # interval) and then in every verifier's cached copy before it signs.
         need(
-            self.key_publish_lead >= self.jwks_max_age,
+            self.key_publish_lead >= self.jwks_max_age + self.key_refresh_interval,
             "key_publish_lead",
-            f"must be at least ISSUER_JWKS_MAX_AGE ({self.jwks_max_age}s), "
+            f"must be at least ISSUER_JWKS_MAX_AGE + ISSUER_KEY_REFRESH_INTERVAL "
+            f"({self.jwks_max_age + self.key_refresh_interval}s), "
             "or verifiers may meet a kid they have not fetched yet",
         )
         need(

@@ -51,6 +51,10 @@ def test_durations(text: str, seconds: int) -> None:
         ({"ISSUER_AUTO_MIGRATE": "maybe"}, "ISSUER_AUTO_MIGRATE"),
         ({"ISSUER_KEK": "c2hvcnQ"}, "ISSUER_KEK: each key must be 32 bytes"),
         ({"ISSUER_KEY_PUBLISH_LEAD": "1m"}, "ISSUER_KEY_PUBLISH_LEAD: must be at least"),
+        (
+            {"ISSUER_KEY_PUBLISH_LEAD": "300", "ISSUER_KEY_REFRESH_INTERVAL": "5"},
+            "ISSUER_KEY_PUBLISH_LEAD: must be at least ISSUER_JWKS_MAX_AGE + ISSUER_KEY_REFRESH",
+        ),
         ({"ISSUER_KEY_ROTATION_INTERVAL": "1h"}, "ISSUER_KEY_ROTATION_INTERVAL"),
         ({"ISSUER_ADMIN_PORT": "8080"}, "ISSUER_ADMIN_PORT"),
         ({"ISSUER_TOKEN_TTL": "5m"}, "ISSUER_TOKEN_TTL: unknown setting"),
