@@ -209,7 +209,7 @@ def _users_change(**change: Any) -> Command:
             if "roles" in values:
                 values["roles"] = list(args.roles)
             updated = await update_user(
-                ctx.store, ctx.clock, user.user_id, actor=cli_actor(), **values
+                ctx.store, ctx.clock, ctx.settings, user.user_id, actor=cli_actor(), **values
             )
             print(json.dumps(user_json(updated)))
             return 0

@@ -77,6 +77,7 @@ async def handle_patch_user(request: web.Request) -> web.Response:
     user = await users.update_user(
         ctx.store,
         ctx.clock,
+        ctx.settings,
         request.match_info["id"],
         roles=field(body, "roles", list),
         disabled=field(body, "disabled", bool),

@@ -118,6 +118,7 @@ async def find_user(
 async def update_user(
     store: Store,
     clock: Clock,
+    settings: Settings,
     user_id: str,
     *,
     roles: Any = None,
@@ -144,6 +145,9 @@ async def update_user(
     if password is not None:
         detail["password_changed"] = True
     await store.add_audit(AuditEvent(now, actor, "user.update", user_id, detail))
+    if disabled:
+        # Disabling means no access from now on, not once the last token expires.
+        await revoke_user_tokens(store, clock, settings, user_id, actor=actor)
     return user
 
 

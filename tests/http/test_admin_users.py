@@ -156,3 +156,30 @@ async def test_revoke_tokens_ends_every_session_and_access_token(
     assert (await admin.get("/admin/keys", headers=bearer(fresh["access_token"]))).status == 200
     audit = await (await admin.get("/admin/audit", headers=bearer(admin_token))).json()
     assert "user.revoke_tokens" in [e["action"] for e in audit["items"]]
+
+
+async def test_disabling_a_user_cuts_off_their_tokens_at_once(
+    client: TestClient[Any, Any],
+    admin: TestClient[Any, Any],
+    admin_token: str,
+    make_client: MakeClient,
+    make_user: MakeUser,
+    login: Login,
+    refresh: Refresh,
+) -> None:
+    app = await make_client(scopes="read", first_party=True)
+    user = await make_user()
+    session = await login(app, user)
+    resp = await admin.patch(
+        f"/admin/users/{user.user_id}", json={"disabled": True}, headers=bearer(admin_token)
+    )
+    assert resp.status == 200
+    assert (await resp.json())["disabled"] is True
+    resp = await client.post(
+        "/introspect", data={"token": session["access_token"]}, headers=app.basic()
+    )
+    assert await resp.json() == {"active": False}
+    assert (await refresh(app, session["refresh_token"])).status == 400
+    feed = await client.get("/revocations", headers=app.basic())
+    subs = [i.get("sub") for i in (await feed.json())["items"]]
+    assert user.user_id in subs, "offline verifiers learn of it through the feed"
