@@ -19,7 +19,7 @@ from issuer.context import Context
 from issuer.errors import ConfigError, IssuerError, MigrationError, StoreError
 from issuer.http.admin import client_json
 from issuer.jose.keys import KeyUnwrapError
-from issuer.services.accounts import create_client
+from issuer.services.accounts import create_client, set_client_disabled
 from issuer.services.users import create_user, find_user, update_user, user_json, user_store
 
 log = logging.getLogger("issuer")
@@ -136,6 +136,25 @@ async def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> in
         return 0
 
     return await with_context(settings, run)
+
+
+def _clients_set_disabled(disabled: bool) -> Command:
+    async def command(settings: Settings, args: argparse.Namespace) -> int:
+        async def run(ctx: Context) -> int:
+            client = await set_client_disabled(
+                ctx.store,
+                ctx.settings,
+                ctx.clock,
+                args.client,
+                disabled=disabled,
+                actor=cli_actor(),
+            )
+            print(json.dumps(client_json(client)))
+            return 0
+
+        return await with_context(settings, run)
+
+    return command
 
 
 async def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -266,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--first-party", action="store_true", help="may use the password grant")
     c.add_argument("--public", action="store_true", help="no secret (e.g. a native app)")
     c.set_defaults(run=cmd_clients_create)
+    for action, disabled in (("disable", True), ("enable", False)):
+        c = clients.add_parser(
+            action,
+            help="stop a client: no more tokens, and the ones it holds are cut off"
+            if disabled
+            else "let a disabled client authenticate again",
+        )
+        c.add_argument("client", help="the client_id or the client's name")
+        c.set_defaults(run=_clients_set_disabled(disabled))
     c = clients.add_parser("list", help="every client")
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.set_defaults(run=cmd_clients_list)

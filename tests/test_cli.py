@@ -88,6 +88,12 @@ def test_migrate_keys_and_clients(env: Path, capsys: pytest.CaptureFixture[str])
     assert len(created["client_secret"]) >= 43
     assert "not shown again" in err
 
+    code, out, _ = run(capsys, "clients", "disable", "billing")
+    assert code == 0
+    assert json.loads(out)["disabled"] is True
+    code, out, _ = run(capsys, "clients", "enable", created["client_id"])
+    assert json.loads(out)["disabled"] is False
+
     code, out, _ = run(capsys, "clients", "list", "--json")
     listed = json.loads(out)["clients"]
     assert [c["client_id"] for c in listed] == [created["client_id"]]

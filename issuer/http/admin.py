@@ -20,7 +20,7 @@ from issuer.errors import (
     MissingTokenError,
 )
 from issuer.http.middleware import Handler, json_response
-from issuer.services.accounts import create_client
+from issuer.services.accounts import create_client, set_client_disabled
 from issuer.verifier.core import verify_token
 from issuer.verifier.errors import TokenError
 
@@ -87,6 +87,12 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def only_fields(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = set(body) - allowed
+    if unknown:
+        raise InvalidRequestError(f"unknown field {sorted(unknown)[0][:40]!r}")
+
+
 def field(body: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
     """``body[name]`` if it is a ``kind``, ``default`` when absent; null is not absent (400)."""
     if name not in body:
@@ -105,9 +111,7 @@ async def handle_list_keys(request: web.Request) -> web.Response:
 
 async def handle_rotate_key(request: web.Request) -> web.Response:
     body = await read_json(request)
-    unknown = set(body) - {"immediate"}
-    if unknown:
-        raise InvalidRequestError(f"unknown field {sorted(unknown)[0]}")
+    only_fields(body, {"immediate"})
     immediate = field(body, "immediate", bool, False)
     view = await request.app[context_key].keyring.rotate(immediate=immediate, actor=actor(request))
     return json_response({"key": view.as_json()}, status=201)
@@ -139,6 +143,7 @@ async def handle_list_clients(request: web.Request) -> web.Response:
 async def handle_create_client(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = await read_json(request)
+    only_fields(body, {"name", "scopes", "first_party", "public"})
     name = field(body, "name", str)
     if name is None:
         raise InvalidRequestError("name is required")
@@ -158,6 +163,24 @@ async def handle_create_client(request: web.Request) -> web.Response:
     if new.client_secret is not None:
         out["client_secret"] = new.client_secret
     return json_response(out, status=201, headers={"Cache-Control": "no-store"})
+
+
+async def handle_patch_client(request: web.Request) -> web.Response:
+    ctx = request.app[context_key]
+    body = await read_json(request)
+    only_fields(body, {"disabled"})
+    disabled = field(body, "disabled", bool)
+    if disabled is None:
+        raise InvalidRequestError("disabled is required")
+    client = await set_client_disabled(
+        ctx.store,
+        ctx.settings,
+        ctx.clock,
+        request.match_info["client_id"],
+        disabled=disabled,
+        actor=actor(request),
+    )
+    return json_response(client_json(client))
 
 
 async def handle_audit(request: web.Request) -> web.Response:
@@ -193,6 +216,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/keys/{kid}/revoke", handle_revoke_key)
     app.router.add_get("/admin/clients", handle_list_clients)
     app.router.add_post("/admin/clients", handle_create_client)
+    app.router.add_patch("/admin/clients/{client_id}", handle_patch_client)
     app.router.add_get("/admin/audit", handle_audit)
     from issuer.http import users  # imported here: it builds on this module
 

@@ -409,7 +409,40 @@ def admin_client_paths(ctx: Context) -> Paths:
                     "content": {"application/json": {"schema": create}},
                 },
             ),
-        }
+        },
+        "/admin/clients/{client_id}": {
+            "patch": _admin(
+                "Disable or enable a client; disabling also cuts off every token it holds",
+                {
+                    "200": json_body(ref("Client"), "The client"),
+                    "400": BAD_REQUEST,
+                    "404": NOT_FOUND,
+                    "413": TOO_LARGE,
+                },
+                parameters=[
+                    {
+                        "name": "client_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The client_id, or the client's name",
+                    }
+                ],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["disabled"],
+                                "additionalProperties": False,
+                                "properties": {"disabled": {"type": "boolean"}},
+                            }
+                        }
+                    },
+                },
+            ),
+        },
     }
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from issuer.appkeys import context_key
 from issuer.errors import InvalidRequestError
-from issuer.http.admin import actor, field, read_json
+from issuer.http.admin import actor, field, only_fields, read_json
 from issuer.http.middleware import json_response
 from issuer.services import users
 from issuer.services.users import user_json, user_store
@@ -18,16 +18,10 @@ from issuer.services.users import user_json, user_store
 PAGE_MAX = 500
 
 
-def _only(body: dict[str, object], allowed: set[str]) -> None:
-    unknown = set(body) - allowed
-    if unknown:
-        raise InvalidRequestError(f"unknown field {sorted(unknown)[0]}")
-
-
 async def handle_create_user(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = await read_json(request)
-    _only(body, {"username", "password", "roles"})
+    only_fields(body, {"username", "password", "roles"})
     username = field(body, "username", str)
     password = field(body, "password", str)
     if username is None or password is None:
@@ -73,7 +67,7 @@ async def handle_get_user(request: web.Request) -> web.Response:
 async def handle_patch_user(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = await read_json(request)
-    _only(body, {"roles", "disabled", "password"})
+    only_fields(body, {"roles", "disabled", "password"})
     user = await users.update_user(
         ctx.store,
         ctx.clock,

@@ -12,11 +12,14 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
+from typing import cast
 
 from issuer.clock import Clock
-from issuer.errors import InvalidClientError, InvalidRequestError
+from issuer.config import Settings
+from issuer.errors import InvalidClientError, InvalidRequestError, NotFoundError
 from issuer.services.scopes import validate_scopes
-from issuer.store.base import AuditEvent, ClientRecord, Store
+from issuer.services.sessions import cut_off_subject
+from issuer.store.base import AuditEvent, ClientRecord, Store, UserStore
 
 _DUMMY_HASH = hashlib.sha256(b"no such client").hexdigest()
 
@@ -89,3 +92,36 @@ async def authenticate_client(
     if not hmac.compare_digest(client.secret_hash, hash_client_secret(client_secret)):
         raise InvalidClientError()
     return client
+
+
+async def find_client(store: Store, ref: str) -> ClientRecord:
+    """A client by its client_id or, failing that, its unique name."""
+    client = await store.get_client(ref)
+    if client is None:
+        client = next((c for c in await store.list_clients() if c.name == ref), None)
+    if client is None:
+        raise NotFoundError("no such client")
+    return client
+
+
+async def set_client_disabled(
+    store: Store, settings: Settings, clock: Clock, ref: str, *, disabled: bool, actor: str
+) -> ClientRecord:
+    """Disable (or enable) a client. Disabling also cuts off every token it holds:
+    a client-credentials token's ``sub`` is the client_id, so one feed entry covers them."""
+    client = await find_client(store, ref)
+    updated = await store.set_client_disabled(client.client_id, disabled)
+    if updated is None:
+        raise NotFoundError("no such client")
+    action = "client.disable" if disabled else "client.enable"
+    await store.add_audit(AuditEvent(clock.now(), actor, action, client.client_id))
+    if disabled:
+        await cut_off_subject(
+            cast(UserStore, store),
+            settings,
+            clock,
+            client.client_id,
+            actor=actor,
+            action="client.revoke_tokens",
+        )
+    return updated

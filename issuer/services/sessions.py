@@ -261,3 +261,22 @@ async def deny_access_token(
 async def family_of_access_token(store: UserStore, jti: str) -> str | None:
     async with store.sessions() as tx:
         return await tx.family_of_access_token(jti)
+
+
+async def cut_off_subject(
+    store: UserStore, settings: Settings, clock: Clock, subject: str, *, actor: str, action: str
+) -> int:
+    """End the subject's sessions and revoke every access token issued to it up to now.
+
+    The ``sub`` entry reaches offline verifiers through the revocation feed. A token is
+    cut off when its ``iat`` is at or before ``revoked_before`` (whole seconds, as iat
+    is), so every token issued up to now, even earlier in this second, is covered.
+    """
+    now = clock.now()
+    revoked_before = datetime.fromtimestamp(int(now.timestamp()), UTC)
+    keep = timedelta(seconds=settings.access_token_ttl + settings.clock_leeway)
+    async with store.sessions() as tx:
+        families = await tx.revoke_user_families(subject, now)
+        await tx.add_revocation("sub", subject, revoked_before, revoked_before + keep)
+        await tx.add_audit(AuditEvent(now, actor, action, subject, {"families": families}))
+    return families

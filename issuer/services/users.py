@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import InvalidRequestError, NotFoundError
 from issuer.services.passwords import check_new_password, hash_password
+from issuer.services.sessions import cut_off_subject
 from issuer.store.base import AuditEvent, Store, UserRecord, UserStore
 
 MAX_USERNAME = 200
@@ -156,15 +157,6 @@ async def revoke_user_tokens(
 ) -> int:
     """End every session of the user and cut off every access token issued so far."""
     await find_user(store, user_id=user_id)
-    now = clock.now()
-    # A token is cut off when its iat is at or before revoked_before (whole seconds,
-    # as iat is): every token issued up to now, even earlier in this second, is covered.
-    revoked_before = datetime.fromtimestamp(int(now.timestamp()), now.tzinfo)
-    keep = timedelta(seconds=settings.access_token_ttl + settings.clock_leeway)
-    async with user_store(store).sessions() as tx:
-        families = await tx.revoke_user_families(user_id, now)
-        await tx.add_revocation("sub", user_id, revoked_before, revoked_before + keep)
-        await tx.add_audit(
-            AuditEvent(now, actor, "user.revoke_tokens", user_id, {"families": families})
-        )
-    return families
+    return await cut_off_subject(
+        user_store(store), settings, clock, user_id, actor=actor, action="user.revoke_tokens"
+    )

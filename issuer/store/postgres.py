@@ -204,6 +204,12 @@ class PostgresStore(PostgresUserStore):
         row = await self.pool.fetchrow("SELECT * FROM clients WHERE client_id = $1", client_id)
         return None if row is None else _client(row)
 
+    async def set_client_disabled(self, client_id: str, disabled: bool) -> ClientRecord | None:
+        row = await self.pool.fetchrow(
+            "UPDATE clients SET disabled = $1 WHERE client_id = $2 RETURNING *", disabled, client_id
+        )
+        return None if row is None else _client(row)
+
     async def list_clients(self) -> list[ClientRecord]:
         rows = await self.pool.fetch("SELECT * FROM clients ORDER BY created_at, name")
         return [_client(r) for r in rows]

@@ -257,6 +257,14 @@ class SQLiteStore(SQLiteUserStore):
             row = await tx.fetchone("SELECT * FROM clients WHERE client_id = ?", (client_id,))
         return None if row is None else _client(row)
 
+    async def set_client_disabled(self, client_id: str, disabled: bool) -> ClientRecord | None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "UPDATE clients SET disabled = ? WHERE client_id = ?", (int(disabled), client_id)
+            )
+            row = await tx.fetchone("SELECT * FROM clients WHERE client_id = ?", (client_id,))
+        return None if row is None else _client(row)
+
     async def list_clients(self) -> list[ClientRecord]:
         async with self.read() as tx:
             rows = await tx.fetchall("SELECT * FROM clients ORDER BY created_at, name")

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from issuer.context import Context
-from tests.conftest import GetToken
+from tests.conftest import GetToken, MakeClient
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -163,4 +163,45 @@ async def test_admin_routes_are_not_on_the_public_listener(
     client: TestClient[Any, Any], admin_token: str
 ) -> None:
     resp = await client.get("/admin/keys", headers=bearer(admin_token))
+    assert resp.status == 404
+
+
+async def test_disabling_a_client_stops_it_and_cuts_off_its_tokens(
+    client: TestClient[Any, Any],
+    admin: TestClient[Any, Any],
+    admin_token: str,
+    make_client: MakeClient,
+) -> None:
+    leaked = await make_client(name="leaked", scopes="issuer:admin")
+    resp = await client.post(
+        "/token", data={"grant_type": "client_credentials"}, headers=leaked.basic()
+    )
+    stolen = (await resp.json())["access_token"]
+    assert (await admin.get("/admin/keys", headers=bearer(stolen))).status == 200
+
+    resp = await admin.patch(
+        "/admin/clients/leaked", json={"disabled": True}, headers=bearer(admin_token)
+    )
+    assert resp.status == 200
+    assert (await resp.json())["disabled"] is True
+    assert (await admin.get("/admin/keys", headers=bearer(stolen))).status == 401
+    resp = await client.post(
+        "/token", data={"grant_type": "client_credentials"}, headers=leaked.basic()
+    )
+    assert resp.status == 401
+
+    resp = await admin.patch(
+        f"/admin/clients/{leaked.client_id}", json={"disabled": False}, headers=bearer(admin_token)
+    )
+    assert resp.status == 200
+    resp = await client.post(
+        "/token", data={"grant_type": "client_credentials"}, headers=leaked.basic()
+    )
+    assert resp.status == 200
+    for body in ({}, {"disabled": "yes"}, {"disabled": True, "name": "x"}):
+        resp = await admin.patch("/admin/clients/leaked", json=body, headers=bearer(admin_token))
+        assert resp.status == 400
+    resp = await admin.patch(
+        "/admin/clients/nobody", json={"disabled": True}, headers=bearer(admin_token)
+    )
     assert resp.status == 404
