@@ -318,9 +318,11 @@ class Keyring:
         if self._snapshot is not None and not plan:
             return False
         await self._prepare(len(plan.create_at))
-        now = self.clock.now()
         async with self.store.key_schedule() as tx:
-            # Decide again under the lock: another worker may have just done it.
+            # Decide again under the lock, and at the time we got it: another worker may
+            # have just made a key that activates "now" by its clock, which an earlier
+            # reading of ours would see as pending (and make a second signing key).
+            now = self.clock.now()
             views = derive_schedule(await tx.list_keys(), now, self.retention)
             changed = await self._apply(tx, self._plan(views, now), now, actor="scheduler")
         await self.load()
@@ -328,9 +330,10 @@ class Keyring:
 
     async def rotate(self, *, immediate: bool, actor: str) -> KeyView:
         await self._prepare(1)
-        now = self.clock.now()
-        activates_at = now if immediate else now + timedelta(seconds=self.settings.key_publish_lead)
         async with self.store.key_schedule() as tx:
+            now = self.clock.now()  # read under the lock, as in maintain()
+            lead = timedelta(seconds=self.settings.key_publish_lead)
+            activates_at = now if immediate else now + lead
             kid = await self._create(tx, activates_at, now)
             await tx.add_audit(AuditEvent(now, actor, "key.rotate", kid, {"immediate": immediate}))
             views = derive_schedule(await tx.list_keys(), now, self.retention)
@@ -343,8 +346,8 @@ class Keyring:
             v.kid == kid and v.state is KeyState.ACTIVE for v in self.snapshot().views
         )
         await self._prepare(1 if signing else 0)
-        now = self.clock.now()
         async with self.store.key_schedule() as tx:
+            now = self.clock.now()  # read under the lock, as in maintain()
             views = derive_schedule(await tx.list_keys(), now, self.retention)
             target = next((v for v in views if v.kid == kid), None)
             if target is None:
@@ -370,9 +373,9 @@ class Keyring:
 
     async def rewrap(self, *, actor: str) -> int:
         """Re-wrap every live private key under the first KEK (after rotating the KEK)."""
-        now = self.clock.now()
         count = 0
         async with self.store.key_schedule() as tx:
+            now = self.clock.now()
             for record in await tx.list_keys():
                 if record.private_wrapped is None or record.kek_id == self.kek.current_id:
                     continue

@@ -265,3 +265,35 @@ async def test_revoking_an_emergency_key_never_brings_the_retired_key_back(
     states_now = {v.kid: v.state for v in ctx.keyring.views()}
     assert states_now[original] is KeyState.RETIRED
     assert states_now[signer] is KeyState.ACTIVE
+
+
+async def test_a_worker_that_waited_for_the_lock_does_not_make_a_second_signer(
+    settings: Settings, clock: SettableClock
+) -> None:
+    # Worker B starts on an empty database and waits for the key lock, which worker A
+    # holds while it makes the first keys a moment later (by the clock). B must decide
+    # by the time it got the lock; by the time it asked, A's key is still pending and B
+    # would make a second signing key.
+    import asyncio
+
+    from issuer.app import open_store, start, stop
+    from issuer.context import Context as Ctx
+    from issuer.kek import load_kek
+    from issuer.keyring import Keyring
+
+    store_a = await open_store(settings)
+    a = Keyring(store_a, settings, load_kek(settings), clock)
+    b = Ctx(settings, clock)
+    try:
+        async with store_a.key_schedule() as tx:
+            b_started = asyncio.create_task(start(b))
+            await asyncio.sleep(0.5)  # B has read the clock and waits for the lock
+            clock.advance(1)
+            now = clock.now()
+            await a._create(tx, now, now)
+            await a._create(tx, now + timedelta(seconds=settings.key_rotation_interval), now)
+        await b_started
+        assert sorted(v.state for v in b.keyring.views()) == [KeyState.ACTIVE, KeyState.PENDING]
+    finally:
+        await stop(b)
+        await store_a.close()
