@@ -328,8 +328,26 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     logs.configure(level, fmt)
 
 
+# Commands whose last argument is an identifier that may begin with "-" (a kid is
+# base64url, so one in 64 does): argparse would take it for an option.
+_TAKES_IDENTIFIER = {("keys", "revoke"), ("clients", "disable"), ("clients", "enable")}
+
+
+def _protect_identifier(argv: list[str]) -> list[str]:
+    if (
+        len(argv) == 3
+        and (argv[0], argv[1]) in _TAKES_IDENTIFIER
+        and argv[2].startswith("-")
+        and argv[2] not in ("-h", "--help", "--")
+    ):
+        return [argv[0], argv[1], "--", argv[2]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(
+        _protect_identifier(list(sys.argv[1:] if argv is None else argv))
+    )
     try:
         settings = Settings.from_env()
         if getattr(args, "workers", None) is not None:

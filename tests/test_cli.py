@@ -149,3 +149,14 @@ def test_rewrap_under_a_kek_that_cannot_open_the_keys_is_one_line(
     assert last.startswith("issuer: key ")
     assert "not configured" in last
     assert "Traceback" not in err
+
+
+def test_a_kid_that_begins_with_a_dash_can_be_revoked(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "migrate")
+    code, _, err = run(capsys, "keys", "revoke", "-U5-fCItcL2AyvV2qWjlI5sXYidtiGHjG6OnFstroKA")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "issuer: no key with kid -U5-fCItcL2AyvV2qWjlI5sXYidtiGHjG6OnFstroKA"
+    )
