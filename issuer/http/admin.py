@@ -63,6 +63,15 @@ async def require_admin(request: web.Request, handler: Handler) -> web.StreamRes
     claims = await authenticate(request)
     if ADMIN_SCOPE not in str(claims.get("scope", "")).split():
         raise InsufficientScopeError(ADMIN_SCOPE, f"this API needs the {ADMIN_SCOPE} scope")
+    if claims.get("sub") != claims.get("client_id"):
+        # A user's token: the client may hold the scope (a first-party admin console),
+        # but only users given the role may use it, or every user of that client
+        # would be an administrator.
+        roles = claims.get("roles")
+        if not isinstance(roles, list) or ADMIN_SCOPE not in roles:
+            raise InsufficientScopeError(
+                ADMIN_SCOPE, f"this user lacks the {ADMIN_SCOPE} role for this API"
+            )
     request[claims_key] = claims
     return await handler(request)
 

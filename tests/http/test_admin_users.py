@@ -135,7 +135,7 @@ async def test_revoke_tokens_ends_every_session_and_access_token(
     clock: SettableClock,
 ) -> None:
     app = await make_client(scopes="read issuer:admin", first_party=True)
-    user = await make_user()
+    user = await make_user(roles=("issuer:admin",))
     phone, laptop = await login(app, user), await login(app, user)
     resp = await admin.post(
         f"/admin/users/{user.user_id}/revoke-tokens", headers=bearer(admin_token)
@@ -183,3 +183,19 @@ async def test_disabling_a_user_cuts_off_their_tokens_at_once(
     feed = await client.get("/revocations", headers=app.basic())
     subs = [i.get("sub") for i in (await feed.json())["items"]]
     assert user.user_id in subs, "offline verifiers learn of it through the feed"
+
+
+async def test_a_users_token_needs_the_admin_role_not_just_the_clients_scope(
+    admin: TestClient[Any, Any], make_client: MakeClient, make_user: MakeUser, login: Login
+) -> None:
+    console = await make_client(scopes="issuer:admin", first_party=True)
+    plain = await make_user(roles=("reader",))
+    operator = await make_user(roles=("issuer:admin",))
+    tokens = await login(console, plain)
+    assert "issuer:admin" in tokens["scope"]
+    resp = await admin.get("/admin/users", headers=bearer(tokens["access_token"]))
+    assert resp.status == 403
+    assert (await resp.json())["error"] == "insufficient_scope"
+    tokens = await login(console, operator)
+    resp = await admin.get("/admin/users", headers=bearer(tokens["access_token"]))
+    assert resp.status == 200
