@@ -13,7 +13,7 @@ from issuer.appkeys import admin_app_key, context_key
 from issuer.clock import Clock, SystemClock
 from issuer.config import Settings
 from issuer.context import Context
-from issuer.errors import StoreError
+from issuer.errors import ConfigError, StoreError
 from issuer.http import admin, openapi, ops, public
 from issuer.http.metrics import handle_metrics, observe
 from issuer.http.middleware import request_context
@@ -65,6 +65,16 @@ async def start(ctx: Context, *, setup: bool = True) -> None:
     settings, clock = ctx.settings, ctx.clock
     store = await open_store(settings, create=setup)
     try:
+        if setup and settings.kek is None and not settings.kek_file.exists():
+            wrapped = [r.kid for r in await store.list_keys() if r.private_wrapped is not None]
+            if wrapped:
+                # A new KEK could open none of them: the file was lost or this is the
+                # wrong directory. Say so rather than start unable to sign.
+                raise ConfigError(
+                    f"ISSUER_KEK_FILE: {settings.kek_file} is missing, but the database holds "
+                    f"{len(wrapped)} private key(s) wrapped by another KEK: restore the file "
+                    "or set ISSUER_KEK"
+                )
         keyring = Keyring(store, settings, load_kek(settings, create=setup), clock)
         if setup:
             await keyring.maintain()

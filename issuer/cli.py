@@ -7,9 +7,12 @@ import asyncio
 import getpass
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
+
+import asyncpg
 
 from issuer import __version__, logs, workers
 from issuer.app import open_store, start, stop
@@ -364,6 +367,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (IssuerError, MigrationError, StoreError, KeyUnwrapError) as exc:
         print(f"issuer: {exc}", file=sys.stderr)
+        return 1
+    except (asyncpg.PostgresError, sqlite3.Error) as exc:
+        # "database ... does not exist", "role ... does not exist", "unable to open ...":
+        # the operator's to fix, so one line rather than a driver traceback.
+        print(f"issuer: database error: {exc}", file=sys.stderr)
+        return 1
+    except EOFError:
+        print("issuer: no input (no terminal?): use --password-stdin", file=sys.stderr)
         return 1
     except (OSError, ConnectionError) as exc:
         print(f"issuer: {exc.__class__.__name__}: {exc}", file=sys.stderr)

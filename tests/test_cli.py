@@ -15,6 +15,7 @@ from issuer.cli import main
 from issuer.clock import SystemClock
 from issuer.config import Settings
 from issuer.context import Context
+from issuer.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -160,3 +161,43 @@ def test_a_kid_that_begins_with_a_dash_can_be_revoked(
     assert err.strip().splitlines()[-1] == (
         "issuer: no key with kid -U5-fCItcL2AyvV2qWjlI5sXYidtiGHjG6OnFstroKA"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:////proc/issuer-test/x.db", "issuer: "),
+        ("postgresql://postgres@127.0.0.1:5432/issuer_no_such_db", "issuer: database error: "),
+    ],
+    ids=["sqlite-unopenable", "postgres-no-database"],
+)
+def test_a_database_that_refuses_is_one_line(
+    url: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if url.startswith("postgresql") and os.environ.get("ISSUER_TEST_POSTGRES") == "off":
+        pytest.skip("PostgreSQL half skipped")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ISSUER_DATABASE_URL", url)
+    code, _, err = run(capsys, "migrate")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(message)
+
+
+def test_a_lost_kek_file_next_to_wrapped_keys_stops_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("ISSUER_"):
+            monkeypatch.delenv(name)
+    await_service_start(tmp_path)  # creates var/issuer.db, keys/kek.json and two keys
+    (tmp_path / "keys" / "kek.json").unlink()
+    with pytest.raises(ConfigError, match=r"^ISSUER_KEK_FILE: keys/kek.json is missing, but"):
+        await_service_start(tmp_path)
+    assert not (tmp_path / "keys" / "kek.json").exists()
