@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from pathlib import Path
 from issuer.config import Settings, parse_kek_list
 from issuer.errors import ConfigError
 from issuer.jose.keys import KeyUnwrapError, kek_id, unwrap_private_key, wrap_private_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ def _create_kek_file(path: Path) -> None:
             # link() is atomic and refuses to replace: exactly one racing worker wins,
             # and the others then read a complete file.
             os.link(tmp, path)
+            log.warning("created a new key-encryption key in %s: back it up", path)
         except FileExistsError:
             pass
         finally:

@@ -336,6 +336,10 @@ class Keyring:
             activates_at = now if immediate else now + lead
             kid = await self._create(tx, activates_at, now)
             await tx.add_audit(AuditEvent(now, actor, "key.rotate", kid, {"immediate": immediate}))
+            log.warning(
+                "signing key rotated",
+                extra={"kid": kid, "immediate": immediate, "actor": actor},
+            )
             views = derive_schedule(await tx.list_keys(), now, self.retention)
             await self._apply(tx, self._plan(views, now), now, actor="scheduler")
         await self.load()
@@ -356,6 +360,10 @@ class Keyring:
                 await tx.revoke_key(kid, now)
                 await tx.add_audit(
                     AuditEvent(now, actor, "key.revoke", kid, {"was": target.state.value})
+                )
+                log.warning(
+                    "signing key revoked",
+                    extra={"kid": kid, "was": target.state.value, "actor": actor},
                 )
                 if target.state is KeyState.ACTIVE:
                     # A fresh key signs from now on. Without it the key before the revoked
@@ -403,9 +411,11 @@ class Keyring:
             kid = await self._create(tx, activates_at, now)
             detail = {"activates_at": activates_at.isoformat()}
             await tx.add_audit(AuditEvent(now, actor, "key.create", kid, detail))
+            log.info("signing key created", extra={"kid": kid, **detail})
         for kid in plan.destroy:
             await tx.destroy_private_key(kid)
             await tx.add_audit(AuditEvent(now, actor, "key.destroy_private", kid))
+            log.info("private key destroyed (expired or revoked)", extra={"kid": kid})
         return bool(plan)
 
     async def _generate(self) -> GeneratedKey:

@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from issuer import __version__
+from issuer.errors import TemporarilyUnavailableError
 from issuer.keyring import Keyring, KeyState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -114,6 +115,18 @@ def key_metrics(keyring: Keyring, now: datetime) -> list[Metric]:
     for state in KeyState:
         counts.add_metric([state.value], sum(1 for v in views if v.state is state))
     out: list[Metric] = [counts]
+    try:
+        keyring.signer(now)
+        can_sign = 1.0
+    except TemporarilyUnavailableError:
+        can_sign = 0.0  # e.g. the active key's private half does not open with the KEK
+    out.append(
+        GaugeMetricFamily(
+            "issuer_signing_key_available",
+            "1 when this worker holds a private key it can sign with, 0 otherwise",
+            value=can_sign,
+        )
+    )
     active = next((v for v in views if v.state is KeyState.ACTIVE), None)
     if active is not None:
         age = (now - active.record.activates_at).total_seconds()

@@ -20,6 +20,7 @@ so of two concurrent uses exactly one wins, and the loser is a reuse.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,8 @@ from issuer.store.base import (
     UserRecord,
     UserStore,
 )
+
+log = logging.getLogger(__name__)
 
 
 def new_refresh_token() -> str:
@@ -183,6 +186,10 @@ async def refresh(
             )
     if outcome is Outcome.REUSED:
         metrics.refresh_reuse_detected()
+        log.warning(
+            "refresh token reuse detected: the session is revoked",
+            extra={"family": family.family_id, "client_id": client.client_id},
+        )
     if outcome not in (Outcome.ROTATED, Outcome.GRACE):
         raise InvalidGrantError("the refresh token is invalid, expired or revoked")
     return replace(access, refresh_token=new)

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from issuer import __version__
 from issuer.clock import SettableClock
 from issuer.context import Context
+from issuer.kek import KeyEncryptionKeys
 from tests.conftest import Login, MakeClient, MakeUser, Refresh, basic_auth
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -153,3 +154,17 @@ async def test_login_failures_and_refresh_reuse_are_counted(
     _, after = await scrape(admin)
     for name in ("issuer_login_failures_total", "issuer_refresh_reuse_detected_total"):
         assert value(after, name) - value(before, name) == 1, name
+
+
+async def test_signing_key_available_drops_when_the_key_will_not_open(
+    admin: TestClient[Any, Any], ctx: Context
+) -> None:
+    _, samples = await scrape(admin)
+    assert value(samples, "issuer_signing_key_available") == 1
+    # The KEK that wrapped the keys is gone (a wrong ISSUER_KEK after a redeploy).
+    ctx.keyring.kek = KeyEncryptionKeys((b"\x09" * 32,))
+    ctx.keyring._snapshot = None
+    await ctx.keyring.load()
+    _, samples = await scrape(admin)
+    assert value(samples, "issuer_signing_key_available") == 0
+    assert value(samples, "issuer_keys", state="active") == 1, "why the old alert missed it"
