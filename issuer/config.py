@@ -116,7 +116,11 @@ def _issuer_url(text: str) -> str:
         raise ValueError("expected an absolute http(s) URL")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or fragment (RFC 8414 §2)")
-    return text.rstrip("/")
+    if text.endswith("/"):
+        # iss is compared exactly (RFC 8414 §3.3): dropping the slash silently would make
+        # every token's iss differ from what the verifiers were configured with.
+        raise ValueError("must not end with / (iss is compared exactly)")
+    return text
 
 
 def _non_empty(text: str) -> str:

@@ -48,6 +48,7 @@ def test_durations(text: str, seconds: int) -> None:
         ({"ISSUER_DATABASE_URL": "mysql://x"}, "ISSUER_DATABASE_URL"),
         ({"ISSUER_ISSUER": "issuer.example.com"}, "ISSUER_ISSUER"),
         ({"ISSUER_ISSUER": "https://a.example/?x=1"}, "ISSUER_ISSUER"),
+        ({"ISSUER_ISSUER": "https://a.example/"}, "ISSUER_ISSUER: must not end with /"),
         ({"ISSUER_AUTO_MIGRATE": "maybe"}, "ISSUER_AUTO_MIGRATE"),
         ({"ISSUER_KEK": "c2hvcnQ"}, "ISSUER_KEK: each key must be 32 bytes"),
         ({"ISSUER_KEY_PUBLISH_LEAD": "1m"}, "ISSUER_KEY_PUBLISH_LEAD: must be at least"),

@@ -80,6 +80,14 @@ def actor(request: web.Request) -> str:
     return f"token:{request[claims_key].get('sub', '?')}"
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        # {"name": "a", "name": "b"}: which one did the operator mean?
+        raise InvalidRequestError("a JSON member is repeated")
+    return body
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     """A JSON object body; an empty body counts as ``{}``."""
     raw = await request.read()
@@ -88,7 +96,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise InvalidRequestError("the body must be application/json")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, object_pairs_hook=_unique_members)
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequestError("the body is not valid JSON") from None
     if not isinstance(body, dict):

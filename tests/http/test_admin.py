@@ -105,6 +105,7 @@ async def test_list_rotate_and_audit(
         (b'{"immediate": "yes"}', "application/json"),
         (b'{"immediate": 1}', "application/json"),
         (b'{"bogus": true}', "application/json"),
+        (b'{"immediate": true, "immediate": false}', "application/json"),
         (b"[true]", "application/json"),
         (b"{not json", "application/json"),
         (b"immediate=true", "application/x-www-form-urlencoded"),
