@@ -64,6 +64,26 @@ def _idle_deadline(settings: Settings, now: datetime, family: FamilyRecord) -> d
     return min(now + timedelta(seconds=settings.refresh_idle_ttl), family.expires_at)
 
 
+def _user_token(
+    keyring: Keyring,
+    settings: Settings,
+    clock: Clock,
+    user: UserRecord,
+    client: ClientRecord,
+    scope: tuple[str, ...],
+) -> TokenResponse:
+    """An access token for the user, issued to the client: sub is the user's id."""
+    return issue_access_token(
+        keyring,
+        settings,
+        clock,
+        subject=user.user_id,
+        client_id=client.client_id,
+        scope=scope,
+        roles=user.roles,
+    )
+
+
 async def start_session(
     store: UserStore,
     keyring: Keyring,
@@ -76,15 +96,7 @@ async def start_session(
 ) -> TokenResponse:
     """A first access token and refresh token, in a new family."""
     now = clock.now()
-    access = issue_access_token(
-        keyring,
-        settings,
-        clock,
-        subject=user.user_id,
-        client_id=client.client_id,
-        scope=scope,
-        roles=user.roles,
-    )
+    access = _user_token(keyring, settings, clock, user, client, scope)
     family = FamilyRecord(
         family_id=secrets.token_urlsafe(16),
         user_id=user.user_id,
@@ -157,15 +169,7 @@ async def refresh(
     scope = narrow_scope(requested_scope, old.scope)
     # Signed before the transaction, so its jti is recorded in the family atomically
     # with the rotation (a reuse revocation can then never miss it).
-    access = issue_access_token(
-        keyring,
-        settings,
-        clock,
-        subject=user.user_id,
-        client_id=client.client_id,
-        scope=scope,
-        roles=user.roles,
-    )
+    access = _user_token(keyring, settings, clock, user, client, scope)
     new = new_refresh_token()
     now = clock.now()
     async with store.sessions() as tx:

@@ -23,13 +23,14 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
 import aiohttp
 
 from issuer.verifier.clock import UnixClock, system_clock
 from issuer.verifier.errors import KeySetUnavailableError, UnknownKeyError
 from issuer.verifier.keys import VerificationKey, load_jwks
+from issuer.verifier.lifecycle import Background
 
 log = logging.getLogger("issuer.verifier.jwks")
 
@@ -71,7 +72,7 @@ async def read_limited(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-class JWKSClient:
+class JWKSClient(Background):
     """Fetches and caches one issuer's JWKS; use as ``async with JWKSClient(uri) as jwks``."""
 
     def __init__(
@@ -128,18 +129,6 @@ class JWKSClient:
         """Requests sent so far (200, 304 or failed): for metrics and tests."""
 
     # -- lifecycle ---------------------------------------------------------------
-
-    async def __aenter__(self) -> JWKSClient:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Fetch once (failures are logged, not raised) and start the background refresh.

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import quote_plus
 
@@ -33,6 +32,7 @@ import aiohttp
 from issuer.verifier.clock import UnixClock, system_clock
 from issuer.verifier.errors import RevokedTokenError
 from issuer.verifier.jwks import Sleep, read_limited
+from issuer.verifier.lifecycle import Background
 
 log = logging.getLogger("issuer.verifier.revocation")
 
@@ -109,7 +109,7 @@ class RevocationFeedError(Exception):
     """The feed answered something that is not a feed page (internal, never raised out)."""
 
 
-class RevocationFeed:
+class RevocationFeed(Background):
     """Polls the issuer's revocation feed into a :class:`RevocationList`."""
 
     def __init__(
@@ -150,18 +150,6 @@ class RevocationFeed:
 
     def __repr__(self) -> str:
         return f"RevocationFeed({self.feed_uri!r}, client_id={self.client_id!r})"
-
-    async def __aenter__(self) -> RevocationFeed:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Poll once (failures are logged) and keep polling every ``interval`` seconds.

@@ -98,7 +98,7 @@ async def test_reuse_revokes_the_family_and_its_access_tokens(
     clock: SettableClock,
 ) -> None:
     app = await make_client(scopes="read issuer:admin", first_party=True)
-    tokens = await login(app, await make_user())
+    tokens = await login(app, await make_user(roles=("issuer:admin",)))
     rotated = await (await refresh(app, tokens["refresh_token"])).json()
     # The admin API accepts the access token before the reuse...
     assert (await admin.get("/admin/keys", headers=bearer(rotated["access_token"]))).status == 200

@@ -113,7 +113,7 @@ async def test_revoking_an_access_token_deny_lists_its_jti(
     refresh: Refresh,
 ) -> None:
     app = await make_client(scopes="read issuer:admin", first_party=True)
-    tokens = await login(app, await make_user())
+    tokens = await login(app, await make_user(roles=("issuer:admin",)))
     access = tokens["access_token"]
     # A wrong hint does not stop the search (RFC 7009 §2.1).
     resp = await client.post(
