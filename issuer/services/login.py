@@ -17,7 +17,12 @@ import logging
 from issuer import metrics
 from issuer.clock import Clock
 from issuer.config import Settings
-from issuer.errors import InvalidGrantError, InvalidRequestError, UnauthorizedClientError
+from issuer.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    TooManyRequestsError,
+    UnauthorizedClientError,
+)
 from issuer.keyring import Keyring
 from issuer.services.grants import TokenResponse
 from issuer.services.passwords import check_length, hash_password, verify_password
@@ -51,7 +56,21 @@ async def password_grant(
         raise InvalidRequestError("the username is too long")
     scope = grant_scope(requested_scope, client.scopes)
     key = username_key(username)
-    attempt = await begin_attempt(store, clock, settings, key, address)
+    try:
+        attempt = await begin_attempt(store, clock, settings, key, address)
+    except TooManyRequestsError:
+        # Never the password; the username as typed, as for failures.
+        await store.add_audit(
+            AuditEvent(
+                clock.now(),
+                f"client:{client.client_id}",
+                "login.throttled",
+                None,
+                {"username": username[:MAX_USERNAME], "address": address},
+            )
+        )
+        log.info("login throttled", extra={"client_id": client.client_id, "address": address})
+        raise
     user = await store.get_user_by_key(key)
     ok, needs_rehash = await verify_password(None if user is None else user.password_hash, password)
     actor = f"client:{client.client_id}"

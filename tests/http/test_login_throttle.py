@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from issuer.clock import SettableClock
+from issuer.context import Context
 from tests.conftest import Login, MakeClient, MakeUser, RegisteredClient
 
 
@@ -48,6 +49,7 @@ def start_of_window(clock: SettableClock) -> SettableClock:
 
 async def test_a_username_is_throttled_until_the_window_passes(
     client: TestClient[Any, Any],
+    ctx: Context,
     make_client: MakeClient,
     make_user: MakeUser,
     start_of_window: SettableClock,
@@ -64,6 +66,11 @@ async def test_a_username_is_throttled_until_the_window_passes(
     assert resp.headers["Retry-After"] == "500"
     assert resp.headers["Cache-Control"] == "no-store"
     assert (await resp.json())["error"] == "slow_down"
+    audit = await ctx.store.list_audit(limit=500)
+    throttled = [e for e in audit if e.action == "login.throttled"]
+    assert len(throttled) == 1
+    assert throttled[0].detail["username"] == user.username.upper()
+    assert user.password not in str(throttled[0].detail)
 
     clock.advance(500)  # the window is over; the account was never locked for good
     assert (await attempt(client, app, user.username, user.password)).status == 200
