@@ -40,10 +40,6 @@ class InvalidClientError(IssuerError):
     status = 401
     description = "client authentication failed"
 
-    def __init__(self, description: str | None = None, *, basic: bool = True) -> None:
-        super().__init__(description)
-        self.basic = basic
-
     def headers(self) -> dict[str, str]:
         # RFC 6749 §5.2: 401 with the scheme the client tried (we always offer Basic).
         return {"WWW-Authenticate": 'Basic realm="issuer", charset="UTF-8"'}
@@ -79,14 +75,6 @@ class InvalidScopeError(IssuerError):
     error = "invalid_scope"
     status = 400
     description = "the requested scope is invalid or exceeds what is allowed"
-
-
-class UnsupportedTokenTypeError(IssuerError):
-    """RFC 7009 §2.2.1."""
-
-    error = "unsupported_token_type"
-    status = 400
-    description = "unsupported token type"
 
 
 class InvalidTokenError(IssuerError):
@@ -147,24 +135,6 @@ class ConflictError(IssuerError):
     error = "conflict"
     status = 409
     description = "conflict with the current state"
-
-
-class PayloadTooLargeError(IssuerError):
-    error = "invalid_request"
-    status = 413
-    description = "request body too large"
-
-
-class UnsupportedMediaTypeError(IssuerError):
-    error = "invalid_request"
-    status = 415
-    description = "unsupported content type"
-
-
-class MethodNotAllowedError(IssuerError):
-    error = "invalid_request"
-    status = 405
-    description = "method not allowed"
 
 
 class TooManyRequestsError(IssuerError):

@@ -163,7 +163,6 @@ class Snapshot:
     """What one worker serves between two changes of the key rows."""
 
     records: tuple[KeyRecord, ...]
-    built_at: datetime
     views: list[KeyView]
     valid_until: datetime | None
     jwks: JWKSDocument
@@ -287,7 +286,6 @@ class Keyring:
                 kept[v.kid] = s
         return Snapshot(
             records=records,
-            built_at=now,
             views=views,
             valid_until=next_change(views, now),
             jwks=jwks,

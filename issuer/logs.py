@@ -19,7 +19,6 @@ from typing import Any
 
 from issuer.http.middleware import request_id_var, route_var
 
-FORMATS = ("json", "text")
 ACCESS_LOGGER = "issuer.access"
 # LogRecord's own attributes: anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
