@@ -20,6 +20,7 @@ from issuer.http.middleware import request_context
 from issuer.kek import load_kek
 from issuer.keyring import Keyring
 from issuer.notify import follow_key_changes
+from issuer.services import passwords
 from issuer.store.postgres import PostgresStore
 from issuer.store.sqlite import SQLiteStore, sqlite_path
 
@@ -114,6 +115,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await start(ctx)
+        # The dummy hash for unknown users, made now: made on the first such login, it
+        # would make that one answer slower than a wrong password (a timing oracle).
+        await passwords.warm_up()
         tasks = [asyncio.create_task(ctx.keyring.run(), name="key-schedule")]
         if isinstance(ctx.store, PostgresStore):
             follow = follow_key_changes(ctx.store.dsn, ctx.keyring)
