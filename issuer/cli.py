@@ -10,6 +10,7 @@ import logging
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -67,17 +68,13 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    store = await open_store(Settings(**{**_fields(settings), "auto_migrate": False}))
+    store = await open_store(replace(settings, auto_migrate=False))
     try:
         applied = await store.migrate()
     finally:
         await store.close()
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
     return 0
-
-
-def _fields(settings: Settings) -> dict[str, Any]:
-    return {f: getattr(settings, f) for f in settings.__dataclass_fields__}
 
 
 async def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -354,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if getattr(args, "workers", None) is not None:
-            settings = Settings(**{**_fields(settings), "workers": args.workers})
+            settings = replace(settings, workers=args.workers)
     except ConfigError as exc:
         print(f"issuer: configuration error: {exc}", file=sys.stderr)
         return 2
