@@ -167,6 +167,7 @@ class Snapshot:
     valid_until: datetime | None
     jwks: JWKSDocument
     verification_keys: dict[str, VerificationKey]
+    policy: Policy
     signers: dict[str, Signer] = field(default_factory=dict)
 
     @property
@@ -243,15 +244,8 @@ class Keyring:
         return snap.jwks, max(0, max_age)
 
     def verification_policy(self) -> Policy:
-        algs = {self.settings.signing_alg} | {
-            v.record.alg for v in self.snapshot().views if v.state in PUBLISHED
-        }
-        return Policy(
-            issuer=self.settings.issuer,
-            audience=self.settings.audience,
-            algorithms=frozenset(algs),
-            leeway=self.settings.clock_leeway,
-        )
+        """How this issuer checks its own tokens (admin API, introspection)."""
+        return self.snapshot().policy
 
     def views(self) -> list[KeyView]:
         return list(self.snapshot().views)
@@ -290,6 +284,17 @@ class Keyring:
             valid_until=next_change(views, now),
             jwks=jwks,
             verification_keys=load_jwks(jwks.body),
+            # Every alg still published verifies, so changing ISSUER_SIGNING_ALG
+            # does not break tokens signed before the change.
+            policy=Policy(
+                issuer=self.settings.issuer,
+                audience=self.settings.audience,
+                algorithms=frozenset(
+                    {self.settings.signing_alg}
+                    | {v.record.alg for v in views if v.state in PUBLISHED}
+                ),
+                leeway=self.settings.clock_leeway,
+            ),
             signers=kept,
         )
 
