@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from issuer.clock import SettableClock
 from issuer.context import Context
@@ -88,7 +88,6 @@ async def test_pyjwt_jwks_client_verifies_a_live_token(
         token, key.key, algorithms=[alg], audience="test-api", issuer="http://issuer.test"
     )
     assert claims["scope"] == "read"
-    assert isinstance(client.server, TestServer)
 
 
 async def test_discovery_documents_say_only_what_is_true(client: TestClient[Any, Any]) -> None:
