@@ -30,7 +30,7 @@ from issuer.services.scopes import grant_scope
 from issuer.services.sessions import start_session
 from issuer.services.throttle import attempt_succeeded, begin_attempt
 from issuer.services.users import MAX_USERNAME, username_key
-from issuer.store.base import AuditEvent, ClientRecord, UserStore
+from issuer.store.base import AuditEvent, ClientRecord, UserRecord, UserStore
 
 log = logging.getLogger(__name__)
 BAD_LOGIN = "the username or password is wrong"
@@ -50,11 +50,44 @@ async def password_grant(
 ) -> TokenResponse:
     if not client.first_party:
         raise UnauthorizedClientError("only first-party clients may use the password grant")
+    scope = grant_scope(requested_scope, client.scopes)
+    actor = f"client:{client.client_id}"
+    user = await check_password(
+        store, settings, clock, username=username, password=password, address=address, actor=actor
+    )
+    tokens = await start_session(
+        store, keyring, settings, clock, user=user, client=client, scope=scope
+    )
+    await store.add_audit(
+        AuditEvent(
+            clock.now(),
+            actor,
+            "login.success",
+            user.user_id,
+            {"scope": " ".join(scope), "address": address},
+        )
+    )
+    return tokens
+
+
+async def check_password(
+    store: UserStore,
+    settings: Settings,
+    clock: Clock,
+    *,
+    username: str,
+    password: str,
+    address: str | None,
+    actor: str,
+) -> UserRecord:
+    """The user whose password this is, with the throttling, audit and timing rules above.
+
+    Shared by the password grant and the browser login page (one set of rules).
+    """
     # Refused before any hashing: a megabyte password must not cost a megabyte of argon2.
     check_length(password)
     if len(username) > 4 * MAX_USERNAME:
         raise InvalidRequestError("the username is too long")
-    scope = grant_scope(requested_scope, client.scopes)
     key = username_key(username)
     try:
         attempt = await begin_attempt(store, clock, settings, key, address)
@@ -63,17 +96,16 @@ async def password_grant(
         await store.add_audit(
             AuditEvent(
                 clock.now(),
-                f"client:{client.client_id}",
+                actor,
                 "login.throttled",
                 None,
                 {"username": username[:MAX_USERNAME], "address": address},
             )
         )
-        log.info("login throttled", extra={"client_id": client.client_id, "address": address})
+        log.info("login throttled", extra={"actor": actor, "address": address})
         raise
     user = await store.get_user_by_key(key)
     ok, needs_rehash = await verify_password(None if user is None else user.password_hash, password)
-    actor = f"client:{client.client_id}"
     if user is None or not ok or user.disabled:
         reason = "unknown_user" if user is None else "disabled" if ok else "wrong_password"
         metrics.login_failed()
@@ -95,16 +127,4 @@ async def password_grant(
             user.user_id, clock.now(), password_hash=await hash_password(password)
         )
         log.info("rehashed the password of user %s with current parameters", user.user_id)
-    tokens = await start_session(
-        store, keyring, settings, clock, user=user, client=client, scope=scope
-    )
-    await store.add_audit(
-        AuditEvent(
-            clock.now(),
-            actor,
-            "login.success",
-            user.user_id,
-            {"scope": " ".join(scope), "address": address},
-        )
-    )
-    return tokens
+    return user

@@ -95,8 +95,23 @@ async def start_session(
     scope: tuple[str, ...],
 ) -> TokenResponse:
     """A first access token and refresh token, in a new family."""
-    now = clock.now()
     access = _user_token(keyring, settings, clock, user, client, scope)
+    async with store.sessions() as tx:
+        token, _ = await open_family(tx, settings, clock.now(), user, client, scope, access)
+    return replace(access, refresh_token=token)
+
+
+async def open_family(
+    tx: SessionTx,
+    settings: Settings,
+    now: datetime,
+    user: UserRecord,
+    client: ClientRecord,
+    scope: tuple[str, ...],
+    access: TokenResponse,
+) -> tuple[str, str]:
+    """Inside the caller's transaction: a new family, its first refresh token, and the
+    access token recorded in it. Returns the refresh token and the family id."""
     family = FamilyRecord(
         family_id=secrets.token_urlsafe(16),
         user_id=user.user_id,
@@ -105,23 +120,20 @@ async def start_session(
         expires_at=now + timedelta(seconds=settings.refresh_token_ttl),
     )
     token = new_refresh_token()
-    async with store.sessions() as tx:
-        await tx.insert_family(family)
-        await tx.insert_refresh(
-            RefreshTokenRecord(
-                token_hash=hash_refresh_token(token),
-                family_id=family.family_id,
-                generation=0,
-                parent_hash=None,
-                scope=scope,
-                issued_at=now,
-                idle_expires_at=_idle_deadline(settings, now, family),
-            )
+    await tx.insert_family(family)
+    await tx.insert_refresh(
+        RefreshTokenRecord(
+            token_hash=hash_refresh_token(token),
+            family_id=family.family_id,
+            generation=0,
+            parent_hash=None,
+            scope=scope,
+            issued_at=now,
+            idle_expires_at=_idle_deadline(settings, now, family),
         )
-        await tx.record_access_token(
-            str(access.claims["jti"]), family.family_id, _exp(access.claims)
-        )
-    return replace(access, refresh_token=token)
+    )
+    await tx.record_access_token(str(access.claims["jti"]), family.family_id, _exp(access.claims))
+    return token, family.family_id
 
 
 def narrow_scope(requested: str | None, granted: tuple[str, ...]) -> tuple[str, ...]:
