@@ -17,6 +17,7 @@ import asyncpg
 from issuer.errors import ConflictError
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
 from issuer.store.migrate import PG_MIGRATION_LOCK, SCHEMA_TABLE_POSTGRES, load_migrations, pending
+from issuer.store.postgres_login import PostgresLoginStore
 from issuer.store.postgres_sessions import PostgresUserStore
 
 PG_KEY_LOCK = 0x15_5E_ED_02
@@ -46,6 +47,9 @@ def _client(row: asyncpg.Record) -> ClientRecord:
         first_party=row["first_party"],
         created_at=row["created_at"],
         disabled=row["disabled"],
+        redirect_uris=tuple(row["redirect_uris"].split()),
+        post_logout_redirect_uris=tuple(row["post_logout_redirect_uris"].split()),
+        web_origins=tuple(row["web_origins"].split()),
     )
 
 
@@ -119,7 +123,7 @@ class PostgresTx:
         )
 
 
-class PostgresStore(PostgresUserStore):
+class PostgresStore(PostgresUserStore, PostgresLoginStore):
     dialect = "postgresql"
 
     def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
@@ -188,7 +192,8 @@ class PostgresStore(PostgresUserStore):
         try:
             await self.pool.execute(
                 "INSERT INTO clients (client_id, name, secret_hash, scopes, first_party,"
-                " disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                " disabled, created_at, redirect_uris, post_logout_redirect_uris, web_origins)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 client.client_id,
                 client.name,
                 client.secret_hash,
@@ -196,6 +201,9 @@ class PostgresStore(PostgresUserStore):
                 client.first_party,
                 client.disabled,
                 client.created_at,
+                " ".join(client.redirect_uris),
+                " ".join(client.post_logout_redirect_uris),
+                " ".join(client.web_origins),
             )
         except asyncpg.UniqueViolationError:
             raise ConflictError(f"a client named {client.name!r} exists already") from None

@@ -28,6 +28,7 @@ from issuer.store.migrate import (
     pending,
     sqlite_statements,
 )
+from issuer.store.sqlite_login import SQLiteLoginStore
 from issuer.store.sqlite_sessions import SQLiteUserStore
 
 
@@ -70,6 +71,9 @@ def _client(row: sqlite3.Row) -> ClientRecord:
         first_party=bool(row["first_party"]),
         created_at=dt_(row["created_at"]),
         disabled=bool(row["disabled"]),
+        redirect_uris=tuple(row["redirect_uris"].split()),
+        post_logout_redirect_uris=tuple(row["post_logout_redirect_uris"].split()),
+        web_origins=tuple(row["web_origins"].split()),
     )
 
 
@@ -155,7 +159,7 @@ class SQLiteTx:
         )
 
 
-class SQLiteStore(SQLiteUserStore):
+class SQLiteStore(SQLiteUserStore, SQLiteLoginStore):
     dialect = "sqlite"
 
     def __init__(self, db: aiosqlite.Connection) -> None:
@@ -238,7 +242,8 @@ class SQLiteStore(SQLiteUserStore):
             async with self.transaction() as tx:
                 await tx.execute(
                     "INSERT INTO clients (client_id, name, secret_hash, scopes, first_party,"
-                    " disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " disabled, created_at, redirect_uris, post_logout_redirect_uris,"
+                    " web_origins) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         client.client_id,
                         client.name,
@@ -247,6 +252,9 @@ class SQLiteStore(SQLiteUserStore):
                         int(client.first_party),
                         int(client.disabled),
                         ts(client.created_at),
+                        " ".join(client.redirect_uris),
+                        " ".join(client.post_logout_redirect_uris),
+                        " ".join(client.web_origins),
                     ),
                 )
         except sqlite3.IntegrityError:
