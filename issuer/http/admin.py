@@ -148,6 +148,9 @@ def client_json(client: Any) -> dict[str, Any]:
         "first_party": client.first_party,
         "public": client.public,
         "disabled": client.disabled,
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "web_origins": list(client.web_origins),
         "created_at": client.created_at.isoformat().replace("+00:00", "Z"),
     }
 
@@ -160,20 +163,37 @@ async def handle_list_clients(request: web.Request) -> web.Response:
 async def handle_create_client(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = await read_json(request)
-    only_fields(body, {"name", "scopes", "first_party", "public"})
+    only_fields(
+        body,
+        {
+            "name",
+            "scopes",
+            "first_party",
+            "public",
+            "redirect_uris",
+            "post_logout_redirect_uris",
+            "web_origins",
+        },
+    )
     name = field(body, "name", str)
     if name is None:
         raise InvalidRequestError("name is required")
-    scopes = field(body, "scopes", list, [])
-    if not all(isinstance(s, str) for s in scopes):
-        raise InvalidRequestError("scopes must be a list of strings")
+    lists: dict[str, list[str] | None] = {}
+    for name_ in ("scopes", "redirect_uris", "post_logout_redirect_uris", "web_origins"):
+        value = field(body, name_, list)
+        if value is not None and not all(isinstance(s, str) for s in value):
+            raise InvalidRequestError(f"{name_} must be a list of strings")
+        lists[name_] = value
     new = await create_client(
         ctx.store,
         ctx.clock,
         name=name,
-        scopes=scopes,
+        scopes=lists["scopes"] or [],
         first_party=field(body, "first_party", bool, False),
         public=field(body, "public", bool, False),
+        redirect_uris=lists["redirect_uris"] or [],
+        post_logout_redirect_uris=lists["post_logout_redirect_uris"] or [],
+        web_origins=lists["web_origins"],
         actor=actor(request),
     )
     out = client_json(new.client)

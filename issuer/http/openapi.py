@@ -157,6 +157,17 @@ SCHEMAS: Doc = {
             "first_party": {"type": "boolean"},
             "public": {"type": "boolean"},
             "disabled": {"type": "boolean"},
+            "redirect_uris": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Compared exactly (loopback IP redirects: any port, RFC 8252 §7.3)",
+            },
+            "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "web_origins": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "CORS origins; default: the origins of the http(s) redirect URIs",
+            },
             "created_at": {"type": "string", "format": "date-time"},
             "client_secret": {
                 "type": "string",
@@ -379,6 +390,17 @@ def admin_client_paths(ctx: Context) -> Paths:
             "scopes": {"type": "array", "items": {"type": "string"}},
             "first_party": {"type": "boolean"},
             "public": {"type": "boolean"},
+            "redirect_uris": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Compared exactly (loopback IP redirects: any port, RFC 8252 §7.3)",
+            },
+            "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "web_origins": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "CORS origins; default: the origins of the http(s) redirect URIs",
+            },
         },
     }
     return {
