@@ -156,6 +156,11 @@ class Settings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     log_level: str = "INFO"
     log_format: str = "json"
+    # Browser login: the name on the login page, an operator's stylesheet for it, and how
+    # long a browser stays signed in.
+    display_name: str = "issuer"
+    login_stylesheet: Path | None = None
+    browser_session_ttl: int = 12 * 3600
 
     def __post_init__(self) -> None:
         self.validate()
@@ -216,6 +221,16 @@ class Settings:
             "must be at least 1",
         )
         need(self.login_window >= 1, "login_window", "must be at least 1 second")
+        need(
+            60 <= self.browser_session_ttl <= 30 * 86400,
+            "browser_session_ttl",
+            "must be from 1m to 30d",
+        )
+        need(
+            self.login_stylesheet is None or self.login_stylesheet.is_file(),
+            "login_stylesheet",
+            f"no such file: {self.login_stylesheet}",
+        )
 
     @property
     def key_retention(self) -> int:
@@ -287,6 +302,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "trusted_proxies": parse_networks,
     "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR"), str.upper),
     "log_format": _choice(("json", "text"), str.lower),
+    "display_name": _non_empty,
+    "login_stylesheet": Path,
+    "browser_session_ttl": parse_duration,
 }
 # Variables read elsewhere (tests, tooling) that are not settings of the server.
 _OTHER = {"ISSUER_TEST_POSTGRES", "ISSUER_TEST_POSTGRES_DSN"}
