@@ -10,9 +10,9 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from issuer.store.base import SessionTx
+from issuer.store.base import SessionTx, Store, UserStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +105,12 @@ class LoginStore(LoginReads, Protocol):
     def login(self) -> AbstractAsyncContextManager[LoginTx]:
         """One write transaction over sessions, codes and refresh families."""
         ...
+
+
+class BrowserLoginStore(Store, UserStore, LoginStore, Protocol):
+    """Everything browser login touches: clients, users, sessions and its own tables."""
+
+
+def browser_login_store(store: Store) -> BrowserLoginStore:
+    """Both stores implement :class:`BrowserLoginStore` (checked by mypy in the tests)."""
+    return cast(BrowserLoginStore, store)
