@@ -14,7 +14,8 @@ from issuer.clock import Clock, SystemClock
 from issuer.config import Settings
 from issuer.context import Context
 from issuer.errors import ConfigError, StoreError
-from issuer.http import admin, openapi, ops, public
+from issuer.http import admin, browser_login, openapi, ops, public
+from issuer.http.cors import cors
 from issuer.http.metrics import handle_metrics, observe
 from issuer.http.middleware import request_context
 from issuer.kek import load_kek
@@ -99,7 +100,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     Start the public app first: its cleanup context opens what both share.
     """
     ctx = Context(settings, clock or SystemClock())
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[request_context, observe])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[request_context, observe, cors])
     admin_app = web.Application(
         client_max_size=MAX_BODY, middlewares=[request_context, observe, admin.require_admin]
     )
@@ -107,7 +108,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         a[context_key] = ctx
         ops.add_routes(a)
     public.add_routes(app)
+    browser_login.add_routes(app)
     admin.add_routes(admin_app)
+    browser_login.add_admin_routes(admin_app)
     admin_app.router.add_get("/metrics", handle_metrics)
     openapi.add_route(app, openapi.public_document)
     openapi.add_route(admin_app, openapi.admin_document)

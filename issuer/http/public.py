@@ -10,6 +10,7 @@ from aiohttp import web
 from issuer.appkeys import context_key
 from issuer.context import Context
 from issuer.errors import InvalidRequestError, UnsupportedGrantTypeError
+from issuer.http.code_grant import grant_authorization_code
 from issuer.http.forms import Form, client_credentials_of, read_form
 from issuer.http.middleware import json_response
 from issuer.http.sessions import add_routes as add_session_routes
@@ -31,6 +32,7 @@ async def grant_client_credentials(ctx: Context, request: web.Request, form: For
 
 
 GRANTS: dict[str, GrantHandler] = {
+    "authorization_code": grant_authorization_code,
     "client_credentials": grant_client_credentials,
     "password": grant_password,
     "refresh_token": grant_refresh_token,
