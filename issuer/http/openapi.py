@@ -17,6 +17,7 @@ from aiohttp import web
 from issuer import __version__
 from issuer.appkeys import context_key
 from issuer.context import Context
+from issuer.http.login_openapi import admin_consent_paths, browser_login_paths
 from issuer.http.middleware import json_response
 from issuer.http.public import GRANTS
 from issuer.http.sessions_openapi import SECURITY_SCHEMES as SESSION_SECURITY_SCHEMES
@@ -84,6 +85,7 @@ SCHEMAS: Doc = {
             "expires_in": {"type": "integer", "minimum": 1},
             "scope": {"type": "string"},
             "refresh_token": {"type": "string"},
+            "id_token": {"type": "string", "description": "With scope openid (OIDC Core §3.1.3.3)"},
         },
     },
     "JWKS": {
@@ -249,6 +251,9 @@ def token_paths(ctx: Context) -> Paths:
             "scope": {"type": "string", "description": "Space-delimited (RFC 6749 §3.3)"},
             "client_id": {"type": "string", "description": "client_secret_post, or public"},
             "client_secret": {"type": "string", "description": "client_secret_post"},
+            "code": {"type": "string", "description": "authorization_code (RFC 6749 §4.1.3)"},
+            "redirect_uri": {"type": "string", "description": "authorization_code: as sent"},
+            "code_verifier": {"type": "string", "description": "authorization_code (RFC 7636)"},
         },
     }
     no_store = {"Cache-Control": _header("no-store (RFC 6749 §5.1)")}
@@ -524,11 +529,18 @@ def metrics_paths(ctx: Context) -> Paths:
 
 
 PathGroup = Callable[[Context], Paths]
-PUBLIC_GROUPS: list[PathGroup] = [token_paths, session_paths, well_known_paths, ops_paths]
+PUBLIC_GROUPS: list[PathGroup] = [
+    token_paths,
+    session_paths,
+    browser_login_paths,
+    well_known_paths,
+    ops_paths,
+]
 ADMIN_GROUPS: list[PathGroup] = [
     admin_key_paths,
     admin_client_paths,
     admin_user_paths,
+    admin_consent_paths,
     admin_audit_paths,
     metrics_paths,
     ops_paths,
