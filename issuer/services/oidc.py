@@ -104,7 +104,7 @@ def _hint_client_id(
         issuer=settings.issuer,
         audience=audience,
         algorithms=frozenset({settings.signing_alg}),
-        typ=ID_TOKEN_TYP,
+        typ=ID_TOKEN_TYP.lower(),  # the policy holds typ in lower case
         required_claims=("iss", "sub", "aud", "iat"),
         max_lifetime=None,
     )
