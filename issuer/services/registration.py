@@ -71,6 +71,11 @@ def validate_redirect_uri(uri: str, *, public: bool, what: str = "redirect URI")
     return uri
 
 
+def _any_port_loopback(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and _is_loopback_ip(parts.hostname) and parts.port is None
+
+
 def origin_of(uri: str) -> str | None:
     """The web origin (RFC 6454) of an http(s) URI, as a browser sends it; else None."""
     parts = urlsplit(uri)
@@ -124,7 +129,12 @@ def registration(
         for u in post_logout_redirect_uris
     )
     if web_origins is None:
-        origins = _unique(o for o in map(origin_of, redirects) if o is not None)
+        # A loopback IP redirect without a port is a native app's (any port): no origin.
+        origins = _unique(
+            o
+            for o in map(origin_of, (u for u in redirects if not _any_port_loopback(u)))
+            if o is not None
+        )
     else:
         origins = _unique(validate_web_origin(o) for o in web_origins)
     return redirects, logouts, origins

@@ -69,6 +69,7 @@ def test_web_origins_are_derived_from_http_redirect_uris_unless_given() -> None:
         "https://shell.example",
     )
     assert register("https://app.example/cb", origins=())[2] == ()
+    assert register("http://127.0.0.1/native", "http://[::1]/native", public=True)[2] == ()
     for bad in ("https://shell.example/", "https://shell.example/path", "http://shell.example"):
         with pytest.raises(InvalidRequestError):
             register("https://app.example/cb", origins=(bad,))
