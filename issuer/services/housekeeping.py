@@ -10,10 +10,12 @@ import asyncio
 import logging
 import random
 from datetime import timedelta
+from typing import cast
 
 from issuer.clock import Clock
 from issuer.config import Settings
-from issuer.store.base import UserStore
+from issuer.store.base import Store, UserStore
+from issuer.store.login_base import browser_login_store
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL = 600.0
@@ -25,7 +27,11 @@ async def purge_expired(store: UserStore, settings: Settings, clock: Clock) -> i
     keep = timedelta(
         seconds=max(settings.access_token_ttl + settings.clock_leeway, settings.login_window)
     )
-    return await store.purge_expired(clock.now(), keep)
+    now = clock.now()
+    deleted = await store.purge_expired(now, keep)
+    async with browser_login_store(cast(Store, store)).login() as tx:
+        deleted += await tx.purge_login(now, keep)
+    return deleted
 
 
 async def run_purger(store: UserStore, settings: Settings, clock: Clock) -> None:

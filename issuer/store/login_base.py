@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from issuer.store.base import SessionTx, Store, UserStore
@@ -76,6 +76,8 @@ class LoginReads(Protocol):
 
 
 class LoginTx(SessionTx, LoginReads, Protocol):
+    async def purge_login(self, now: datetime, keep: timedelta) -> int: ...
+
     async def insert_browser_session(self, session: BrowserSessionRecord) -> None: ...
     async def end_browser_session(self, session_hash: str, at: datetime) -> list[str]:
         """End the session; the ids of the refresh families it started."""

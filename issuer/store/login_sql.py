@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from issuer.store.login_base import (
@@ -254,3 +254,25 @@ class LoginStatements:
             "% " + origin.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + " %",
         )
         return row is not None
+
+    async def purge_login(self, now: datetime, keep: timedelta) -> int:
+        """Delete interactions past their deadline, codes ``keep`` past theirs (a late
+        replay still finds its code and revokes what it issued until then), and browser
+        sessions that are over, with their links to refresh families."""
+        old = self._t(now - keep)
+        deleted = 0
+        for sql, args in (
+            ("DELETE FROM interactions WHERE expires_at <= ? RETURNING 1", (self._t(now),)),
+            ("DELETE FROM authorization_codes WHERE expires_at < ? RETURNING 1", (old,)),
+            (
+                "DELETE FROM browser_session_families WHERE session_hash IN (SELECT session_hash"
+                " FROM browser_sessions WHERE expires_at <= ? OR ended_at < ?) RETURNING 1",
+                (self._t(now), old),
+            ),
+            (
+                "DELETE FROM browser_sessions WHERE expires_at <= ? OR ended_at < ? RETURNING 1",
+                (self._t(now), old),
+            ),
+        ):
+            deleted += len(await self._rows(sql, *args))
+        return deleted

@@ -45,8 +45,9 @@ CREATE TABLE authorization_codes (
 );
 
 -- Which refresh families a browser session started (RP-initiated logout ends them).
+-- No foreign key to refresh_families: the session purge removes these links.
 CREATE TABLE browser_session_families (
-    family_id    text PRIMARY KEY REFERENCES refresh_families (family_id),
+    family_id    text PRIMARY KEY,     -- no foreign key: purged with the session
     session_hash text NOT NULL
 );
 CREATE INDEX browser_session_families_session ON browser_session_families (session_hash);
