@@ -18,8 +18,7 @@ from issuer.interaction import cookies
 from issuer.interaction.pages import error_page, render
 from issuer.services import interaction, oidc
 from issuer.services.authorization import Redirect
-from issuer.services.interaction import InteractionPage, LoginFailedError
-from issuer.services.registration import origin_of
+from issuer.services.interaction import InteractionPage, LoginFailedError, form_targets
 from issuer.store.login_base import browser_login_store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -213,8 +212,7 @@ async def handle_end_session(request: web.Request) -> web.StreamResponse:
 
 
 def _targets(uri: str | None) -> tuple[str, ...]:
-    origin = None if uri is None else origin_of(uri)
-    return () if origin is None else (origin,)
+    return () if uri is None else form_targets(uri)
 
 
 def stylesheet_handler(path: str | None) -> Handler:

@@ -106,8 +106,9 @@ async def _load(
     return interaction, client, AuthorizationRequest.from_json(interaction.request)
 
 
-def _targets(request: AuthorizationRequest) -> tuple[str, ...]:
-    parts = urlsplit(request.redirect_uri)
+def form_targets(uri: str) -> tuple[str, ...]:
+    """Where a form's redirect may lead, as a CSP ``form-action`` source."""
+    parts = urlsplit(uri)
     if parts.scheme in ("http", "https"):
         return (f"{parts.scheme}://{parts.netloc}",)
     return (f"{parts.scheme}:",)
@@ -127,7 +128,7 @@ def _page(
         first_party=client.first_party,
         scope=request.scope,
         csrf=csrf_token(browser_secret, f"interaction:{interaction.interaction_id}"),
-        form_targets=_targets(request),
+        form_targets=form_targets(request.redirect_uri),
     )
 
 
