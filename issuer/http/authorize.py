@@ -9,7 +9,7 @@ from issuer.appkeys import context_key
 from issuer.interaction import cookies
 from issuer.interaction.views import pages, see_other
 from issuer.services.authorization import AuthorizationPageError, Redirect, authorize
-from issuer.store.login_base import browser_login_store
+from issuer.services.browser_sessions import login_store
 
 MAX_PARAMS = 50
 
@@ -38,7 +38,7 @@ async def handle_authorize(request: web.Request) -> web.StreamResponse:
     settings = ctx.settings
     params, repeated = query_params(request)
     outcome = await authorize(
-        browser_login_store(ctx.store),
+        login_store(ctx.store),
         settings,
         ctx.clock,
         params,

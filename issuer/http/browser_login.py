@@ -14,7 +14,7 @@ from issuer.http.middleware import json_response
 from issuer.http.userinfo import handle_userinfo
 from issuer.interaction import views
 from issuer.services import oidc
-from issuer.store.login_base import ConsentRecord, browser_login_store
+from issuer.services.browser_sessions import login_store
 
 
 def add_routes(app: web.Application) -> None:
@@ -26,7 +26,7 @@ def add_routes(app: web.Application) -> None:
     ctx.extra_metadata.update(oidc.metadata(ctx.settings, ["openid"]))
 
 
-def consent_json(consent: ConsentRecord) -> dict[str, Any]:
+def consent_json(consent: oidc.ConsentRecord) -> dict[str, Any]:
     return {
         "client_id": consent.client_id,
         "scope": " ".join(consent.scope),
@@ -36,14 +36,14 @@ def consent_json(consent: ConsentRecord) -> dict[str, Any]:
 
 async def handle_list_consents(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
-    consents = await oidc.list_consents(browser_login_store(ctx.store), request.match_info["id"])
+    consents = await oidc.list_consents(login_store(ctx.store), request.match_info["id"])
     return json_response({"consents": [consent_json(c) for c in consents]})
 
 
 async def handle_withdraw_consent(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     await oidc.withdraw_consent(
-        browser_login_store(ctx.store),
+        login_store(ctx.store),
         ctx.clock,
         request.match_info["id"],
         request.match_info["client_id"],

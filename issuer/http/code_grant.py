@@ -8,15 +8,15 @@ from issuer.context import Context
 from issuer.http.forms import Form, client_credentials_of
 from issuer.services.accounts import authenticate_client
 from issuer.services.authorization_code import exchange_code
+from issuer.services.browser_sessions import login_store
 from issuer.services.grants import TokenResponse
-from issuer.store.login_base import browser_login_store
 
 
 async def grant_authorization_code(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
     creds = client_credentials_of(request, form)
     client = await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
     return await exchange_code(
-        browser_login_store(ctx.store),
+        login_store(ctx.store),
         ctx.keyring,
         ctx.settings,
         ctx.clock,

@@ -20,7 +20,7 @@ from aiohttp import web
 from issuer.appkeys import claims_key, context_key
 from issuer.errors import IssuerError
 from issuer.http.middleware import Handler, error_response
-from issuer.store.login_base import browser_login_store
+from issuer.services.cors import may_read, preflight_allowed
 
 CORS_METHODS = {"/token": "POST", "/revoke": "POST", "/userinfo": "GET, POST"}
 MAX_AGE = "600"
@@ -44,18 +44,9 @@ async def _client_id_of(request: web.Request) -> str | None:
     try:
         raw = (await request.read()).decode("utf-8")  # read (and cached) by the handler
         fields = dict(parse_qsl(raw, max_num_fields=50))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, web.HTTPException):
         return None
     return fields.get("client_id") or None
-
-
-async def _allowed(request: web.Request, origin: str) -> bool:
-    store = browser_login_store(request.app[context_key].store)
-    client_id = await _client_id_of(request)
-    if client_id is None or "\x00" in client_id or len(client_id) > 200:
-        return await store.origin_registered(origin)
-    client = await store.get_client(client_id)
-    return client is not None and not client.disabled and origin in client.web_origins
 
 
 @web.middleware
@@ -65,8 +56,7 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     if methods is None or origin is None:
         return await handler(request)
     if request.method == "OPTIONS":
-        store = browser_login_store(request.app[context_key].store)
-        if len(origin) > 300 or not await store.origin_registered(origin):
+        if not await preflight_allowed(request.app[context_key].store, origin):
             return web.Response(status=403, headers={"Vary": "Origin"})
         return web.Response(
             status=204,
@@ -83,7 +73,8 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except IssuerError as exc:
         response = error_response(exc)
     response.headers["Vary"] = "Origin"
-    if len(origin) <= 300 and await _allowed(request, origin):
+    store = request.app[context_key].store
+    if await may_read(store, origin, await _client_id_of(request)):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate, Retry-After"
     return response

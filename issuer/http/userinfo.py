@@ -7,13 +7,13 @@ from aiohttp import web
 from issuer.appkeys import claims_key, context_key
 from issuer.http.admin import authenticate
 from issuer.http.middleware import json_response
+from issuer.services.browser_sessions import login_store
 from issuer.services.oidc import userinfo
-from issuer.store.login_base import browser_login_store
 
 
 async def handle_userinfo(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     claims = await authenticate(request)
     request[claims_key] = claims  # for CORS: the client the token was issued to
-    body = await userinfo(browser_login_store(ctx.store), claims)
+    body = await userinfo(login_store(ctx.store), claims)
     return json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})

@@ -18,8 +18,8 @@ from issuer.interaction import cookies
 from issuer.interaction.pages import error_page, render
 from issuer.services import interaction, oidc
 from issuer.services.authorization import Redirect
+from issuer.services.browser_sessions import login_store
 from issuer.services.interaction import InteractionPage, LoginFailedError, form_targets
-from issuer.store.login_base import browser_login_store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -86,7 +86,7 @@ def interaction_page(
 async def handle_interaction(request: web.Request) -> web.StreamResponse:
     ctx = request.app[context_key]
     page = await interaction.show(
-        browser_login_store(ctx.store),
+        login_store(ctx.store),
         ctx.clock,
         request.match_info["interaction_id"],
         cookies.read(request, cookies.browser_cookie(ctx.settings)),
@@ -103,7 +103,7 @@ async def handle_login(request: web.Request) -> web.StreamResponse:
     browser_secret = cookies.read(request, cookies.browser_cookie(settings))
     try:
         done = await interaction.login(
-            browser_login_store(ctx.store),
+            login_store(ctx.store),
             settings,
             ctx.clock,
             interaction_id=interaction_id,
@@ -115,7 +115,7 @@ async def handle_login(request: web.Request) -> web.StreamResponse:
         )
     except LoginFailedError as exc:
         page = await interaction.show(
-            browser_login_store(ctx.store), ctx.clock, interaction_id, browser_secret
+            login_store(ctx.store), ctx.clock, interaction_id, browser_secret
         )
         headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
         return interaction_page(
@@ -146,7 +146,7 @@ async def handle_consent(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     decision = form.get("decision")
     redirect = await interaction.consent(
-        browser_login_store(ctx.store),
+        login_store(ctx.store),
         ctx.settings,
         ctx.clock,
         interaction_id=request.match_info["interaction_id"],
@@ -168,7 +168,7 @@ async def handle_end_session(request: web.Request) -> web.StreamResponse:
     """OpenID Connect RP-Initiated Logout 1.0: GET asks, the form's POST signs out."""
     ctx = request.app[context_key]
     settings = ctx.settings
-    store = browser_login_store(ctx.store)
+    store = login_store(ctx.store)
     session_secret = cookies.read(request, cookies.session_cookie(settings))
     browser_secret = cookies.read(request, cookies.browser_cookie(settings))
     if request.method == "GET":

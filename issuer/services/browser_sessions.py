@@ -16,7 +16,18 @@ from datetime import datetime, timedelta
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.jose.tokens import b64url
-from issuer.store.login_base import BrowserLoginStore, BrowserSessionRecord, LoginTx
+from issuer.store.base import Store
+from issuer.store.login_base import (
+    BrowserLoginStore,
+    BrowserSessionRecord,
+    LoginTx,
+    browser_login_store,
+)
+
+
+def login_store(store: Store) -> BrowserLoginStore:
+    """The store as browser login uses it (both stores implement it)."""
+    return browser_login_store(store)
 
 
 def new_secret() -> str:

@@ -19,7 +19,8 @@ from issuer.services.authorization import AuthorizationPageError, Redirect, redi
 from issuer.services.browser_sessions import csrf_ok, csrf_token, current_session
 from issuer.services.interaction import CsrfError
 from issuer.store.base import AuditEvent, ClientRecord
-from issuer.store.login_base import BrowserLoginStore, ConsentRecord
+from issuer.store.login_base import BrowserLoginStore
+from issuer.store.login_base import ConsentRecord as ConsentRecord
 from issuer.verifier.core import Policy, verify_token
 from issuer.verifier.errors import ExpiredTokenError, TokenError
 
