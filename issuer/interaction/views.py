@@ -114,13 +114,10 @@ async def handle_login(request: web.Request) -> web.StreamResponse:
             address=client_address(request, settings.trusted_proxies),
         )
     except LoginFailedError as exc:
-        page = await interaction.show(
-            login_store(ctx.store), ctx.clock, interaction_id, browser_secret
-        )
         headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
         return interaction_page(
             request,
-            page,
+            exc.page,
             error=exc.message,
             username=(form.get("username") or "")[:200],
             status=exc.status,

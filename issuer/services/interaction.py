@@ -60,10 +60,13 @@ class CsrfError(AuthorizationPageError):
 
 
 class LoginFailedError(Exception):
-    """Show the login form again with this message (nothing is redirected)."""
+    """Show the login form (``page``) again with this message (nothing is redirected)."""
 
-    def __init__(self, message: str, status: int, retry_after: int | None = None) -> None:
+    def __init__(
+        self, page: InteractionPage, message: str, status: int, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
+        self.page = page
         self.message = message
         self.status = status
         self.retry_after = retry_after
@@ -162,8 +165,9 @@ async def login(
     _check_csrf(interaction_id, browser_secret, csrf)
     interaction, client, request = await _load(store, clock, interaction_id, browser_secret)
     assert browser_secret is not None
+    form = _page(interaction, client, request, browser_secret, "login")
     if not username or not password:
-        raise LoginFailedError("Enter your username and password.", 400)
+        raise LoginFailedError(form, "Enter your username and password.", 400)
     try:
         user = await check_password(
             store,
@@ -176,13 +180,16 @@ async def login(
         )
     except TooManyRequestsError as exc:
         raise LoginFailedError(
-            "Too many failed attempts. Wait a few minutes and try again.", 429, exc.retry_after
+            form,
+            "Too many failed attempts. Wait a few minutes and try again.",
+            429,
+            exc.retry_after,
         ) from None
     except InvalidGrantError:
-        raise LoginFailedError("The username or password is wrong.", 400) from None
+        raise LoginFailedError(form, "The username or password is wrong.", 400) from None
     except IssuerError:
         # Too long a username or password: the same answer, nothing more to say.
-        raise LoginFailedError("The username or password is wrong.", 400) from None
+        raise LoginFailedError(form, "The username or password is wrong.", 400) from None
     now = clock.now()
     wants_consent = await needs_consent(store, client, request, user.user_id)
     async with store.login() as tx:

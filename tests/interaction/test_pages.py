@@ -354,3 +354,41 @@ async def test_the_stylesheet_is_served_and_replaceable(
     assert css.status == 200
     assert css.content_type == "text/css"
     assert "ISSUER_LOGIN_STYLESHEET" in await css.text()
+
+
+@pytest.mark.parametrize("settings_overrides", [{"login_max_failures": 2, "login_window": 600}])
+async def test_the_page_shares_the_password_grants_throttling(
+    client: TestClient[Any, Any],
+    rp: RegisteredClient,
+    user: RegisteredUser,
+    ctx: Context,
+) -> None:
+    page = await open_login_page(client, rp)
+    action, csrf = form_of(await page.text())
+    statuses = []
+    for _ in range(3):
+        resp = await client.post(
+            action,
+            data={
+                "csrf": csrf,
+                "username": user.username,
+                "password": "not the password of anyone",
+            },
+            allow_redirects=False,
+        )
+        statuses.append(resp.status)
+    assert statuses == [400, 400, 429]
+    assert int(resp.headers["Retry-After"]) > 0
+    body = await resp.text()
+    assert 'role="alert"' in body
+    assert "Too many failed attempts" in body
+    # Even the right password waits for the window, as with grant_type=password.
+    right = await client.post(
+        action,
+        data={"csrf": csrf, "username": user.username, "password": user.password},
+        allow_redirects=False,
+    )
+    assert right.status == 429
+    actions = [e.action for e in await ctx.store.list_audit()]
+    assert actions.count("login.failure") == 2
+    assert "login.throttled" in actions
