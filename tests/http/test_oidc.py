@@ -61,6 +61,7 @@ async def verified_id_token(client: TestClient[Any, Any], token: str, audience: 
         algorithms=["RS256"],
         audience=audience,
         issuer=ISS,
+        leeway=300,  # tests move the issuer's clock ahead of PyJWT's
         options={"require": ["iss", "sub", "aud", "exp", "iat", "auth_time"]},
     )
 
@@ -261,3 +262,24 @@ async def test_requests_without_origin_get_no_cors_headers(
 ) -> None:
     resp = await client.post("/token", data={"grant_type": "client_credentials"})
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_a_silent_reauthorization_keeps_the_original_auth_time(
+    client: TestClient[Any, Any], rp: RegisteredClient, user: RegisteredUser, clock: SettableClock
+) -> None:
+    first = await tokens_for(client, rp, user)
+    _, signed_in = await verified_id_token(client, first["id_token"], rp.client_id)
+    clock.advance(120)
+    pkce = Pkce.make()
+    resp = await client.get(
+        "/authorize",
+        params=authorize_query(rp.client_id, pkce, prompt="none"),
+        allow_redirects=False,
+    )
+    code = query_of(resp.headers["Location"])["code"]
+    again = await exchange(
+        client, code, client_id=rp.client_id, verifier=pkce.verifier, headers=rp.basic()
+    )
+    _, claims = await verified_id_token(client, (await again.json())["id_token"], rp.client_id)
+    assert claims["auth_time"] == signed_in["auth_time"]
+    assert claims["iat"] >= signed_in["iat"] + 120
