@@ -44,6 +44,7 @@ async def handle_withdraw_consent(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     await oidc.withdraw_consent(
         login_store(ctx.store),
+        ctx.settings,
         ctx.clock,
         request.match_info["id"],
         request.match_info["client_id"],

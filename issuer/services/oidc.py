@@ -216,13 +216,30 @@ async def list_consents(store: BrowserLoginStore, user_id: str) -> list[ConsentR
 
 
 async def withdraw_consent(
-    store: BrowserLoginStore, clock: Clock, user_id: str, client_id: str, *, actor: str
-) -> None:
-    """The client must ask the user again next time (its tokens are not touched)."""
+    store: BrowserLoginStore,
+    settings: Settings,
+    clock: Clock,
+    user_id: str,
+    client_id: str,
+    *,
+    actor: str,
+) -> int:
+    """The client must ask the user again, and loses the sessions the consent allowed:
+    its refresh families for this user are revoked with their access tokens."""
     now = clock.now()
     async with store.login() as tx:
         if not await tx.delete_consent(user_id, client_id):
             raise NotFoundError("no such consent")
+        families = await tx.live_families(user_id, client_id)
+        for family_id in families:
+            await tx.revoke_family(family_id, now, settings.clock_leeway)
         await tx.add_audit(
-            AuditEvent(now, actor, "consent.withdraw", user_id, {"client_id": client_id})
+            AuditEvent(
+                now,
+                actor,
+                "consent.withdraw",
+                user_id,
+                {"client_id": client_id, "families": len(families)},
+            )
         )
+    return len(families)

@@ -245,6 +245,15 @@ class LoginStatements:
         )
         return bool(rows)
 
+    async def live_families(self, user_id: str, client_id: str) -> list[str]:
+        rows = await self._rows(
+            "SELECT family_id FROM refresh_families WHERE user_id = ? AND client_id = ?"
+            " AND revoked_at IS NULL ORDER BY family_id",
+            user_id,
+            client_id,
+        )
+        return [str(r["family_id"]) for r in rows]
+
     async def origin_registered(self, origin: str) -> bool:
         # Space-separated lists: pad both sides so only a whole entry matches.
         row = await self._row(

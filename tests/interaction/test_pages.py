@@ -197,6 +197,7 @@ async def test_prompt_login_and_max_age_force_a_fresh_login(
 
 async def test_a_third_party_client_gets_a_consent_page_remembered_per_user_and_client(
     client: TestClient[Any, Any],
+    refresh: Refresh,
     third_party: RegisteredClient,
     user: RegisteredUser,
     admin: TestClient[Any, Any],
@@ -242,6 +243,9 @@ async def test_a_third_party_client_gets_a_consent_page_remembered_per_user_and_
         f"/admin/users/{user.user_id}/consents/{third_party.client_id}", headers=auth
     )
     assert gone.status == 204
+    # The sessions the consent allowed end with it.
+    revoked = await refresh(third_party, (await tokens.json())["refresh_token"])
+    assert revoked.status == 400
     none = await start(client, authorize_query(third_party.client_id, Pkce.make(), prompt="none"))
     assert query_of(none.headers["Location"])["error"] == "consent_required"
     asked = await start(client, authorize_query(third_party.client_id, Pkce.make()))
