@@ -130,7 +130,8 @@ async def test_a_person_signs_in_with_chromium(
             redirect_uri=redirect,
         )
         assert tokens.status == 200
-        access_token = (await tokens.json())["access_token"]
+        issued = await tokens.json()
+        access_token = issued["access_token"]
 
         # CORS: the app's origin reads /userinfo (a preflighted request), a stranger cannot.
         fetch = """async ([url, token]) => {
@@ -145,6 +146,39 @@ async def test_a_person_signs_in_with_chromium(
         await page.goto(stranger_origin + "/")
         status, _ = await page.evaluate(fetch, [f"{issuer}/userinfo", access_token])
         assert status == "blocked"
+
+        await page.goto(rp_origin + "/")
+        # The app's own page refreshes through /token and revokes through /revoke (CORS).
+        post = """async ([url, form]) => {
+            try {
+                const r = await fetch(url, {method: 'POST', body: new URLSearchParams(form)});
+                return [r.status, await r.text()];
+            } catch (e) { return ['blocked', String(e)]; }
+        }"""
+        status, text = await page.evaluate(
+            post,
+            [
+                f"{issuer}/token",
+                {
+                    "grant_type": "refresh_token",
+                    "refresh_token": issued["refresh_token"],
+                    "client_id": spa.client_id,
+                },
+            ],
+        )
+        assert status == 200, text
+        status, _ = await page.evaluate(
+            post, [f"{issuer}/revoke", {"token": access_token, "client_id": spa.client_id}]
+        )
+        assert status == 200
+        tokens = await exchange(
+            client,
+            back["code"],
+            client_id=spa.client_id,
+            verifier=pkce.verifier,
+            redirect_uri=redirect,
+        )
+        assert tokens.status == 400  # the code was used once already
 
         # CSRF: a stranger's page posts a login form to the issuer: refused.
         start = await context.new_page()
