@@ -10,6 +10,7 @@ code that logs must keep it that way (see tests/test_logs.py).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -17,8 +18,9 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from issuer.http.middleware import request_id_var, route_var
-
+# Set by the HTTP middleware for each request; read here for every record.
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+route_var: contextvars.ContextVar[str] = contextvars.ContextVar("route", default="-")
 ACCESS_LOGGER = "issuer.access"
 # LogRecord's own attributes: anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}

@@ -14,8 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from issuer.context import Context
-from issuer.http.middleware import request_id_var, route_var
-from issuer.logs import JSONFormatter, TextFormatter
+from issuer.logs import JSONFormatter, TextFormatter, request_id_var, route_var
 from tests.conftest import MakeClient, basic_auth
 
 

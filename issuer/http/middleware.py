@@ -7,7 +7,6 @@ request id and answered as a bare 500 that reveals nothing.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
@@ -18,10 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from issuer.errors import IssuerError
+from issuer.logs import request_id_var, route_var
 
 log = logging.getLogger("issuer.http")
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-route_var: contextvars.ContextVar[str] = contextvars.ContextVar("route", default="-")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
