@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -167,6 +168,9 @@ class SQLiteStore(SQLiteUserStore):
         path = sqlite_path(url)
         # The file holds wrapped private keys and secret hashes: keep it to this user.
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Made 0600 here whatever the directory's mode (an image's /app/var may exist
+        # already); SQLite gives the -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
         db.row_factory = sqlite3.Row
         for pragma in (
