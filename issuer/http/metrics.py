@@ -11,7 +11,7 @@ from aiohttp import web
 from issuer import logs, metrics
 from issuer.appkeys import context_key
 from issuer.errors import IssuerError
-from issuer.http.middleware import Handler, route_name
+from issuer.http.middleware import CLIENT_CLOSED_REQUEST, ClientGoneError, Handler, route_name
 from issuer.http.public import GRANTS
 
 TOKEN_ROUTE = "/token"  # noqa: S105 (a path, not a secret)
@@ -20,7 +20,7 @@ JWKS_ROUTE = "/.well-known/jwks.json"
 QUIET_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # aiohttp's own errors (404, 405, 413 …) carry no OAuth code; the renderer maps them.
-CLIENT_DISCONNECTED = 499
+CLIENT_DISCONNECTED = CLIENT_CLOSED_REQUEST
 
 
 @web.middleware
@@ -40,6 +40,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except asyncio.CancelledError:
         status, error = CLIENT_DISCONNECTED, ""
+        raise
+    except ClientGoneError:
+        status, error = CLIENT_DISCONNECTED, ""
+        metrics.client_disconnected()
         raise
     finally:
         elapsed = time.perf_counter() - start

@@ -7,6 +7,7 @@ request id and answered as a bare 500 that reveals nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -16,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from issuer import logs, metrics
+from issuer.appkeys import admin_app_key, context_key
 from issuer.errors import IssuerError
 from issuer.logs import request_id_var, route_var
 
@@ -56,10 +59,59 @@ def error_response(error: IssuerError) -> web.Response:
     return json_response(body, error.status, headers)
 
 
+class ClientGoneError(Exception):
+    """The client closed the connection before its body was read: not a server error."""
+
+
 def route_name(request: web.Request) -> str:
     """The route template (``/admin/keys/{kid}/revoke``), never the raw path."""
     info = request.match_info.route.resource
     return info.canonical if info is not None else "unmatched"
+
+
+CLIENT_CLOSED_REQUEST = 499
+
+
+@web.middleware
+async def read_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the whole body within ``ISSUER_BODY_TIMEOUT`` before any handler runs.
+
+    aiohttp puts no bound on a body that trickles or never ends; the handler would
+    wait as long as the client likes, holding the connection. Handlers then parse
+    the bytes read here (``request.post()`` and ``request.json()`` reuse them).
+    """
+    if request.body_exists:
+        timeout = request.app[context_key].settings.body_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()
+        except TimeoutError:
+            metrics.connection_closed(_listener(request), "body_timeout")
+            logs.overload(
+                f"{_listener(request)}:body_timeout",
+                "requests refused: body not complete within ISSUER_BODY_TIMEOUT (%ss)",
+                timeout,
+            )
+            response = json_response(
+                {
+                    "error": "invalid_request",
+                    "error_description": "the request body did not arrive in time",
+                },
+                408,
+                {"Cache-Control": "no-store"},
+            )
+            response.force_close()
+            # Give up on the rest of the body: no draining it after the answer either.
+            request.content.feed_eof()
+            return response
+        except ConnectionError:
+            raise ClientGoneError from None
+    return await handler(request)
+
+
+def _listener(request: web.Request) -> str:
+    # Only the public app carries the admin app along.
+    return "public" if admin_app_key in request.app else "admin"
 
 
 @web.middleware
@@ -92,6 +144,11 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
         if "Allow" in exc.headers:
             headers["Allow"] = exc.headers["Allow"]
         return json_response(body, exc.status, headers)
+    except ClientGoneError:
+        # Nobody is left to read an answer; 499 (nginx's "client closed request") is
+        # for the access log and the metrics, never the 5xx series that pages someone.
+        log.info("client disconnected before the request body was read")
+        return json_response({"error": "client_disconnected"}, CLIENT_CLOSED_REQUEST)
     except Exception:
         log.exception("unhandled error", extra={"route": route_name(request)})
         body = {
