@@ -16,7 +16,7 @@ from issuer.context import Context
 from issuer.errors import ConfigError, StoreError
 from issuer.http import admin, openapi, ops, public
 from issuer.http.metrics import handle_metrics, observe
-from issuer.http.middleware import request_context
+from issuer.http.middleware import read_body, request_context
 from issuer.kek import load_kek
 from issuer.keyring import Keyring
 from issuer.notify import follow_key_changes
@@ -99,9 +99,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     Start the public app first: its cleanup context opens what both share.
     """
     ctx = Context(settings, clock or SystemClock())
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[request_context, observe])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[request_context, observe, read_body]
+    )
     admin_app = web.Application(
-        client_max_size=MAX_BODY, middlewares=[request_context, observe, admin.require_admin]
+        client_max_size=MAX_BODY,
+        middlewares=[request_context, observe, read_body, admin.require_admin],
     )
     for a in (app, admin_app):
         a[context_key] = ctx
