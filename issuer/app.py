@@ -40,10 +40,12 @@ async def open_store(settings: Settings, *, create: bool = True) -> AnyStore:
     if url.startswith(("postgresql://", "postgres://")):
         store = await PostgresStore.open(url)
     else:
-        if not create and not sqlite_path(url).exists():
+        path = sqlite_path(url)
+        if not create and not path.exists():
+            relative = "" if path.is_absolute() else " (relative to the current directory)"
             raise StoreError(
-                f"no database at {sqlite_path(url)}: run `issuer serve` or `issuer migrate` "
-                "first, or set ISSUER_DATABASE_URL"
+                f"ISSUER_DATABASE_URL: no database at {path.absolute()}{relative}: run "
+                "`issuer serve` or `issuer migrate` first, or set ISSUER_DATABASE_URL"
             )
         store = await SQLiteStore.open(url)
     if settings.auto_migrate:
