@@ -134,7 +134,8 @@ def test_commands_on_an_empty_folder_create_nothing(
     for argv in (["clients", "list"], ["keys", "list"], ["users", "list"]):
         code, _, err = run(capsys, *argv)
         assert code == 1
-        assert err.strip().splitlines()[-1].startswith(
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(
             f"issuer: ISSUER_DATABASE_URL: no database at {tmp_path}/var/issuer.db "
             "(relative to the current directory): "
         )
