@@ -242,7 +242,9 @@ class GuardedHandler(RequestHandler):
         """
         rid = uuid.uuid4().hex
         if status >= 500:
-            log.error("unhandled error (%s)", type(exc).__name__, extra={"request_id": rid})
+            # Our own bug past the middleware (which renders every handler error): the
+            # traceback is needed, and it is not the parser quoting the request.
+            log.error("unhandled error", exc_info=exc, extra={"request_id": rid})
             body = {
                 "error": "server_error",
                 "error_description": "internal error; quote the request id to the operator",

@@ -75,10 +75,41 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+class LibraryFloodFilter(logging.Filter):
+    """At most one record per message template per interval from asyncio and aiohttp.
+
+    Their errors about one connection (accept() out of file descriptors, a
+    transport error) repeat once per event under load; our code cannot reach
+    those call sites to count them, so the repeats are counted here instead.
+    """
+
+    NOISY = ("asyncio", "aiohttp")
+
+    def __init__(self, interval: float = 10.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self.seen: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.partition(".")[0] not in self.NOISY or record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        last, suppressed = self.seen.get(key, (-self.interval, 0))
+        if now - last < self.interval:
+            self.seen[key] = (last, suppressed + 1)
+            return False
+        self.seen[key] = (now, 0)
+        if suppressed:
+            record.suppressed = suppressed  # shown as a field: how many were dropped
+        return True
+
+
 def configure(level: str = "INFO", fmt: str = "json") -> None:
     """Send every logger's records to stderr, one line each (``fmt``: json or text)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(LibraryFloodFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
