@@ -47,7 +47,7 @@ BACKLOG = 1024
 TLS_CHECK_INTERVAL = 10.0
 # File descriptors a worker needs besides its connections: listeners, database
 # connections, the metrics files, the KEK, logs.
-RESERVED_FILES = 64
+RESERVED_FILES = 60
 
 
 @dataclass(frozen=True, slots=True)

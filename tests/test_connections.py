@@ -7,7 +7,11 @@ server's own timeouts stay short; nothing here sleeps to hope.
 from __future__ import annotations
 
 import json
+import resource
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -201,16 +205,33 @@ def test_past_the_connection_limit_new_connections_get_503_and_admin_still_answe
         time.sleep(0.05)
 
 
+def low_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
+def test_the_defaults_fit_an_open_file_limit_of_1024(tmp_path: Path) -> None:
+    env = issuer_env(tmp_path, ISSUER_WORKERS="1")
+    with (tmp_path / "issuer.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "issuer", "serve"],
+            env=env,
+            stdout=out,
+            stderr=out,
+            preexec_fn=low_limit,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "serving on" not in (tmp_path / "issuer.log").read_text():
+                assert proc.poll() is None, (tmp_path / "issuer.log").read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+
+
 def test_start_up_refuses_a_connection_limit_above_the_open_file_limit(tmp_path: Path) -> None:
-    import resource
-    import subprocess
-    import sys
-
     env = issuer_env(tmp_path, ISSUER_WORKERS="1", ISSUER_MAX_CONNECTIONS="5000")
-
-    def low_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-
     done = subprocess.run(
         [sys.executable, "-m", "issuer", "serve"],
         env=env,
