@@ -1,7 +1,9 @@
 """Slow, idle and abandoned connections against a real ``issuer serve`` over real sockets.
 
 The bounds are set small (half a second, a second) so that the waits for the
-server's own timeouts stay short; nothing here sleeps to hope.
+server's own timeouts stay short; nothing here sleeps to hope. The upper bounds
+leave room for a loaded CI machine and are still far below what a bound that
+does not work gives (aiohttp's keep-alive is an hour; the trickle lasts 10 s).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def test_an_idle_socket_is_closed_after_the_header_timeout(served: Served) -> No
     with connect(served) as sock:
         data, waited = closed_after(sock)
     assert data == b""
-    assert HEADER_TIMEOUT * 0.8 <= waited < HEADER_TIMEOUT + 1.5
+    assert HEADER_TIMEOUT * 0.8 <= waited < HEADER_TIMEOUT + 5
 
 
 def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout(
@@ -92,7 +94,7 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout(
         assert first.startswith(b"HTTP/1.1 200")
         data, waited = closed_after(sock)
     assert data == b""
-    assert KEEPALIVE_TIMEOUT * 0.8 <= waited < KEEPALIVE_TIMEOUT + 1.5
+    assert KEEPALIVE_TIMEOUT * 0.8 <= waited < KEEPALIVE_TIMEOUT + 5
 
 
 def test_trickled_headers_are_cut_off(served: Served) -> None:
@@ -115,7 +117,7 @@ def test_trickled_headers_are_cut_off(served: Served) -> None:
                 pass
         waited = time.monotonic() - start
     assert closed, "the server kept reading a head that never ended"
-    assert waited < HEADER_TIMEOUT + 1.5
+    assert waited < HEADER_TIMEOUT + 5
 
 
 def test_a_body_that_never_finishes_gets_408_and_a_close(served: Served) -> None:
@@ -131,7 +133,7 @@ def test_a_body_that_never_finishes_gets_408_and_a_close(served: Served) -> None
     assert body["error"] == "invalid_request"
     assert headers["x-request-id"]
     assert headers["connection"] == "close"
-    assert waited < BODY_TIMEOUT + 1.5
+    assert waited < BODY_TIMEOUT + 5
 
 
 def _metric_lines(served: Served, name: str) -> list[str]:
