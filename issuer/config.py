@@ -188,7 +188,7 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     keepalive_timeout: float = 75.0
-    max_connections: int = 900
+    max_connections: int = 800
     admin_max_connections: int = 64
     # TLS terminated by the service itself (both or neither).
     tls_cert_file: Path | None = None

@@ -43,11 +43,15 @@ from issuer.http.middleware import SECURITY_HEADERS, json_response
 
 log = logging.getLogger("issuer.connections")
 BACKLOG = 1024
+# asyncio accepts up to its ``backlog`` connections in one go, before any protocol
+# factory runs: that many descriptors can be in use at once beyond the cap, until
+# the Guard refuses them. A small batch keeps a burst inside the file budget.
+ACCEPT_BATCH = 32
 # How often each worker looks at the certificate files for a renewal.
 TLS_CHECK_INTERVAL = 10.0
 # File descriptors a worker needs besides its connections: listeners, database
 # connections, the metrics files, the KEK, logs.
-RESERVED_FILES = 60
+RESERVED_FILES = 60 + 2 * ACCEPT_BATCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,10 +289,12 @@ class GuardedSite(web.SockSite):
             self.guard,
             sock=self._sock,
             ssl=self.tls,
-            backlog=BACKLOG,
             # The handshake is part of the head's time (and bounds the Guard's pending).
             ssl_handshake_timeout=self.guard.limits.header_timeout if self.tls else None,
+            backlog=ACCEPT_BATCH,
         )
+        # create_server listen()s with the batch size; the kernel's queue stays long.
+        self._sock.listen(BACKLOG)
 
 
 # -- TLS ------------------------------------------------------------------------------

@@ -81,7 +81,9 @@ def bind(name: str, host: str, port: int, *, reuse_port: bool) -> socket.socket:
         host_name = "ISSUER_HOST" if name == "ISSUER_PORT" else "ISSUER_ADMIN_HOST"
         raise ConfigError(f"{host_name}: cannot resolve {host!r}: {exc.strerror}") from None
     except OSError as exc:
-        raise ConfigError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
+        # create_server's strerror repeats the address in Python's words; errno's is enough.
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"{name}: cannot listen on {host}:{port}: {why}") from None
 
 
 def take_queued(sock: socket.socket) -> list[socket.socket]:

@@ -97,7 +97,7 @@ def test_an_issuer_is_https_or_on_this_machine(url: str) -> None:
 def test_connection_bounds_have_defaults_and_take_fractions() -> None:
     s = Settings.from_env({})
     assert (s.header_timeout, s.body_timeout, s.keepalive_timeout) == (10.0, 10.0, 75.0)
-    assert (s.max_connections, s.admin_max_connections) == (900, 64)
+    assert (s.max_connections, s.admin_max_connections) == (800, 64)
     s = Settings.from_env({"ISSUER_HEADER_TIMEOUT": "0.5", "ISSUER_KEEPALIVE_TIMEOUT": "2m"})
     assert (s.header_timeout, s.keepalive_timeout) == (0.5, 120.0)
 

@@ -55,7 +55,10 @@ def test_a_busy_port_says_so_the_same_way_whatever_the_workers(
     env = issuer_env(tmp_path, ISSUER_PORT=str(busy_port))
     code, lines = start(env, "--workers", workers)
     assert code == CONFIG_ERROR
-    assert_one_line(lines, f"ISSUER_PORT: cannot listen on 127.0.0.1:{busy_port}: ")
+    assert_one_line(
+        lines, f"ISSUER_PORT: cannot listen on 127.0.0.1:{busy_port}: Address already in use"
+    )
+    assert lines[0].endswith("Address already in use")
     assert not (tmp_path / "issuer.db").exists()  # nothing was set up for nothing
 
 
