@@ -250,3 +250,37 @@ def test_start_up_refuses_a_connection_limit_above_the_open_file_limit(tmp_path:
         "issuer: configuration error: ISSUER_MAX_CONNECTIONS: 5000 connections"
     )
     assert "limit is 1024" in lines[0]
+
+
+def test_a_burst_past_the_open_file_limit_leaves_admin_answering_and_logs_no_error(
+    tmp_path: Path,
+) -> None:
+    """The incident: 1,100 idle sockets against a worker limited to 1,024 open files."""
+    env = issuer_env(tmp_path, ISSUER_WORKERS="1")  # the default caps
+    log = tmp_path / "issuer.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "issuer", "serve"],
+            env=env,
+            stdout=out,
+            stderr=out,
+            preexec_fn=low_limit,
+        )
+        try:
+            served = Served(proc, env, log, out)
+            served.wait_ready()
+            with ExitStack() as stack:
+                port = int(env["ISSUER_PORT"])
+                for _ in range(1100):
+                    stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=10))
+                assert http(served.admin + "/livez")[0] == 200
+                status, body = http(served.public + "/livez")
+                assert status == 503
+                assert json.loads(body)["error"] == "temporarily_unavailable"
+            levels = [d["level"] for d in served.log_lines()]
+            assert "ERROR" not in levels, served.logs()
+            refused = [d for d in served.log_lines() if d.get("condition") == "public:limit"]
+            assert len(refused) == 1
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
