@@ -13,3 +13,5 @@ context_key: web.AppKey[Context] = web.AppKey("context")
 admin_app_key: web.AppKey[web.Application] = web.AppKey("admin_app")
 # The verified claims of the request's bearer token.
 claims_key: web.RequestKey[dict[str, Any]] = web.RequestKey("claims", dict)
+# The grant type of a token request, once the handler has found it supported.
+grant_type_key: web.RequestKey[str] = web.RequestKey("grant_type", str)

@@ -17,8 +17,8 @@ from aiohttp import web
 from issuer import __version__
 from issuer.appkeys import context_key
 from issuer.context import Context
-from issuer.http.middleware import json_response
 from issuer.http.public import GRANTS
+from issuer.http.render import json_response
 from issuer.http.sessions_openapi import SECURITY_SCHEMES as SESSION_SECURITY_SCHEMES
 from issuer.http.sessions_openapi import admin_user_paths, session_paths
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from issuer.appkeys import context_key
 from issuer.errors import IssuerError
-from issuer.http.middleware import json_response
+from issuer.http.render import json_response
 
 READY_TIMEOUT = 2.0
 

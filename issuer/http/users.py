@@ -1,6 +1,6 @@
 """The admin API for users: create, list, show, change, and cut off every session.
 
-Mounted on the admin listener by :func:`issuer.http.admin.add_routes`, behind the
+Mounted on the admin listener by :func:`issuer.app.create_app`, behind the
 same ``issuer:admin`` bearer check; every change goes to the audit log.
 """
 
@@ -10,10 +10,11 @@ from aiohttp import web
 
 from issuer.appkeys import context_key
 from issuer.errors import InvalidRequestError
-from issuer.http.admin import actor, field, only_fields, read_json
-from issuer.http.middleware import json_response
+from issuer.http.auth import actor
+from issuer.http.render import json_response
+from issuer.http.requests import field, only_fields, only_query, read_json
 from issuer.services import users
-from issuer.services.users import user_json, user_store
+from issuer.services.users import user_json
 
 PAGE_MAX = 500
 
@@ -37,12 +38,6 @@ async def handle_create_user(request: web.Request) -> web.Response:
     return json_response(user_json(user), status=201)
 
 
-def only_query(request: web.Request, allowed: set[str]) -> None:
-    unknown = set(request.query) - allowed
-    if unknown:
-        raise InvalidRequestError(f"unknown parameter {sorted(unknown)[0][:40]!r}")
-
-
 async def handle_list_users(request: web.Request) -> web.Response:
     only_query(request, {"after", "limit"})
     try:
@@ -52,10 +47,8 @@ async def handle_list_users(request: web.Request) -> web.Response:
     after = request.query.get("after")
     if after is not None and ("\x00" in after or len(after) > 4 * users.MAX_USERNAME):
         raise InvalidRequestError("after must be a next value of this endpoint")
-    found = await user_store(request.app[context_key].store).list_users(after, limit)
-    # The cursor is the last username's compared form: stable under inserts.
-    nxt = found[-1].username_key if len(found) == limit else None
-    return json_response({"items": [user_json(u) for u in found], "next": nxt})
+    items, nxt = await users.list_users(request.app[context_key].store, after=after, limit=limit)
+    return json_response({"items": items, "next": nxt})
 
 
 async def handle_get_user(request: web.Request) -> web.Response:

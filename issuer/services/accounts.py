@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from issuer.clock import Clock
 from issuer.config import Settings
@@ -125,3 +125,29 @@ async def set_client_disabled(
             action="client.revoke_tokens",
         )
     return updated
+
+
+async def authenticate_confidential_client(
+    store: Store, client_id: str, client_secret: str | None
+) -> ClientRecord:
+    """As :func:`authenticate_client`, refusing public clients (RFC 7662 §2.1)."""
+    client = await authenticate_client(store, client_id, client_secret)
+    if client.public:
+        raise InvalidClientError("this endpoint needs a confidential client")
+    return client
+
+
+async def list_clients(store: Store) -> list[ClientRecord]:
+    return list(await store.list_clients())
+
+
+def client_json(client: ClientRecord) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "scopes": list(client.scopes),
+        "first_party": client.first_party,
+        "public": client.public,
+        "disabled": client.disabled,
+        "created_at": client.created_at.isoformat().replace("+00:00", "Z"),
+    }

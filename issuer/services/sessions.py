@@ -291,3 +291,30 @@ async def cut_off_subject(
         await tx.add_revocation("sub", subject, revoked_before, revoked_before + keep)
         await tx.add_audit(AuditEvent(now, actor, action, subject, {"families": families}))
     return families
+
+
+async def logout(
+    store: UserStore,
+    settings: Settings,
+    clock: Clock,
+    claims: dict[str, object],
+    refresh_token: str | None,
+) -> None:
+    """End the session: the bearer token is deny-listed and its refresh family revoked."""
+    actor = f"user:{claims.get('sub')}"
+    families = set()
+    family = await family_of_access_token(store, str(claims.get("jti")))
+    if family is not None:
+        families.add(family)
+    if refresh_token is not None:
+        found = await store.find_refresh(hash_refresh_token(refresh_token))
+        # Only the caller's own session: a stranger's refresh token is ignored.
+        if (
+            found is not None
+            and found[1].user_id == claims.get("sub")
+            and found[1].client_id == claims.get("client_id")
+        ):
+            families.add(found[1].family_id)
+    await deny_access_token(store, settings, clock, claims, actor=actor)
+    if families:
+        await revoke_refresh_family(store, settings, clock, families, actor=actor)

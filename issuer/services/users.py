@@ -160,3 +160,13 @@ async def revoke_user_tokens(
     return await cut_off_subject(
         user_store(store), settings, clock, user_id, actor=actor, action="user.revoke_tokens"
     )
+
+
+async def list_users(
+    store: Store, *, after: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of users by compared username, and the cursor of the next page (None at the end)."""
+    found = await user_store(store).list_users(after, limit)
+    # The cursor is the last username's compared form: stable under inserts.
+    nxt = found[-1].username_key if len(found) == limit else None
+    return [user_json(u) for u in found], nxt
