@@ -22,7 +22,10 @@ from issuer.services.sessions import cut_off_subject
 from issuer.store.base import AuditEvent, Store, UserRecord, UserStore
 
 MAX_USERNAME = 200
-_ROLE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# Matched whole (fullmatch): with re.match and "$", "issuer:admin\n" would pass, and
+# stored space-joined and split back it would silently become "issuer:admin".
+ROLE_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
+_ROLE = re.compile(ROLE_PATTERN)
 
 
 def user_store(store: Store) -> UserStore:
@@ -49,7 +52,7 @@ def clean_roles(roles: Any) -> tuple[str, ...]:
         raise InvalidRequestError("roles must be a list of strings")
     out: list[str] = []
     for role in roles:
-        if not _ROLE.match(role):
+        if not _ROLE.fullmatch(role):
             raise InvalidRequestError(f"invalid role name {role[:64]!r} (letters, digits, _.:-)")
         if role not in out:
             out.append(role)
