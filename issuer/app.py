@@ -116,8 +116,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     admin.add_routes(admin_app)
     users.add_routes(admin_app)
     admin_app.router.add_get("/metrics", handle_metrics)
-    openapi.add_route(app, openapi.public_document)
-    openapi.add_route(admin_app, openapi.admin_document)
+    openapi.add_route(app, "issuer: public API", [])
+    openapi.add_route(admin_app, "issuer: admin API", [{"adminBearer": []}])
     app[admin_app_key] = admin_app
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

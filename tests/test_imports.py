@@ -28,8 +28,8 @@ def _imports(tree: ast.Module, *, runtime_only: bool) -> set[str]:
 
     def visit(node: ast.AST) -> None:
         if runtime_only and isinstance(node, ast.If) and _is_type_checking(node.test):
-            for child in node.orelse:
-                visit(child)
+            for branch in node.orelse:
+                visit(branch)
             return
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

@@ -8,15 +8,29 @@ from aiohttp import web
 
 from issuer.appkeys import context_key
 from issuer.errors import IssuerError
+from issuer.http.operations import json_body, operation, ref, unauthenticated
 from issuer.http.render import json_response
 
 READY_TIMEOUT = 2.0
 
 
+HEALTH = {"200": json_body(ref("Health"), "OK")}
+
+
+@operation(
+    unauthenticated("Liveness: the process answers (checks no dependency)", "health", HEALTH)
+)
 async def handle_livez(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+@operation(
+    unauthenticated(
+        "Readiness: database reachable and a signing key loaded",
+        "health",
+        {**HEALTH, "503": json_body(ref("Health"), "Not ready; `failed` lists what")},
+    )
+)
 async def handle_readyz(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     failed = []

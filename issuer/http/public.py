@@ -11,6 +11,22 @@ from issuer.appkeys import context_key, grant_type_key
 from issuer.context import Context
 from issuer.errors import InvalidRequestError, UnsupportedGrantTypeError
 from issuer.http.forms import Form, client_credentials_of, read_form
+from issuer.http.operations import (
+    BAD_REQUEST,
+    CLIENT_401,
+    CLIENT_AUTH,
+    CLIENT_FIELDS,
+    NO_STORE_DOC,
+    TOO_LARGE,
+    UNAVAILABLE,
+    error,
+    form_body,
+    header,
+    json_body,
+    operation,
+    ref,
+    unauthenticated,
+)
 from issuer.http.render import token_response
 from issuer.http.sessions import grant_password, grant_refresh_token
 from issuer.services import grants
@@ -37,6 +53,29 @@ GRANTS: dict[str, GrantHandler] = {
 }
 
 
+@operation(
+    {
+        "summary": "Token endpoint (RFC 6749 §3.2)",
+        "tags": ["oauth"],
+        "security": CLIENT_AUTH,
+        "requestBody": form_body(
+            {
+                "grant_type": {"type": "string", "enum": sorted(GRANTS)},
+                "scope": {"type": "string", "description": "Space-delimited (RFC 6749 §3.3)"},
+                **CLIENT_FIELDS,
+            },
+            ["grant_type"],
+        ),
+        "responses": {
+            "200": json_body(ref("TokenResponse"), "Tokens (RFC 6749 §5.1)", NO_STORE_DOC),
+            "400": BAD_REQUEST,
+            "401": CLIENT_401,
+            "413": TOO_LARGE,
+            "429": error("Too many failed attempts", {"Retry-After": header("Seconds")}),
+            "503": UNAVAILABLE,
+        },
+    }
+)
 async def handle_token(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     form = await read_form(request)
@@ -60,6 +99,31 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return etag in candidates
 
 
+@operation(
+    unauthenticated(
+        "The published signing keys (RFC 7517)",
+        "discovery",
+        {
+            "200": {
+                "description": "The key set",
+                "headers": {
+                    "ETag": header("Strong validator"),
+                    "Cache-Control": header("public, max-age=…"),
+                },
+                "content": {JWKS_TYPE: {"schema": ref("JWKS")}},
+            },
+            "304": {"description": "Not modified (the ETag matches)"},
+        },
+        parameters=[
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            }
+        ],
+    )
+)
 async def handle_jwks(request: web.Request) -> web.Response:
     doc, max_age = request.app[context_key].keyring.jwks()
     headers = {
@@ -92,6 +156,13 @@ def discovery_document(ctx: Context) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+@operation(
+    unauthenticated(
+        "Authorization server metadata (RFC 8414)",
+        "discovery",
+        {"200": json_body(ref("ServerMetadata"), "Metadata")},
+    )
+)
 async def handle_discovery(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     return web.Response(

@@ -21,6 +21,7 @@ from issuer.services.scopes import validate_scopes
 from issuer.services.sessions import cut_off_subject
 from issuer.store.base import AuditEvent, ClientRecord, Store, UserStore
 
+MAX_CLIENT_NAME = 200
 _DUMMY_HASH = hashlib.sha256(b"no such client").hexdigest()
 
 
@@ -47,8 +48,8 @@ async def create_client(
     actor: str,
 ) -> NewClient:
     name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidRequestError("a client name is 1 to 200 characters")
+    if not name or len(name) > MAX_CLIENT_NAME:
+        raise InvalidRequestError(f"a client name is 1 to {MAX_CLIENT_NAME} characters")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         # Control characters garble logs and tables, and PostgreSQL refuses NUL outright.
         raise InvalidRequestError("a client name must not contain control characters")
