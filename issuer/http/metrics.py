@@ -12,6 +12,7 @@ from issuer import logs, metrics
 from issuer.appkeys import context_key, grant_type_key
 from issuer.errors import IssuerError
 from issuer.http.middleware import Handler, route_name
+from issuer.http.operations import operation, unauthenticated
 
 TOKEN_ROUTE = "/token"  # noqa: S105 (a path, not a secret)
 JWKS_ROUTE = "/.well-known/jwks.json"
@@ -60,6 +61,18 @@ def _count_token(request: web.Request, status: int, error: str) -> None:
         metrics.token_error(error)
 
 
+@operation(
+    unauthenticated(
+        "Prometheus metrics, all workers added up",
+        "health",
+        {
+            "200": {
+                "description": "Prometheus text format 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+)
 async def handle_metrics(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = metrics.render(ctx.keyring if ctx.started else None, ctx.clock.now())
