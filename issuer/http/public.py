@@ -71,7 +71,10 @@ GRANTS: dict[str, GrantHandler] = {
             "400": BAD_REQUEST,
             "401": CLIENT_401,
             "413": TOO_LARGE,
-            "429": error("Too many failed attempts", {"Retry-After": header("Seconds")}),
+            "429": error(
+                "Too many failed logins (`too_many_attempts`)",
+                {"Retry-After": header("Seconds")},
+            ),
             "503": UNAVAILABLE,
         },
     }
