@@ -228,7 +228,7 @@ async def handle_patch_client(request: web.Request) -> web.Response:
                     "required": ["items", "next"],
                     "properties": {
                         "items": {"type": "array", "items": ref("AuditEvent")},
-                        "next": {"type": "integer"},
+                        "next": {"type": "string", "pattern": "^[0-9]+$"},
                     },
                 },
                 "A page of events; pass `next` as `after` for the next page",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from issuer.appkeys import claims_key, context_key
 from issuer.errors import InsufficientScopeError, InvalidTokenError, MissingTokenError
 from issuer.http.middleware import Handler
+from issuer.jose.tokens import AccessClaims
 from issuer.services.bearer import verify_bearer
 
 ADMIN_SCOPE = "issuer:admin"
@@ -26,7 +25,7 @@ def bearer_token(request: web.Request) -> str:
     return token.strip()
 
 
-async def authenticate(request: web.Request) -> dict[str, Any]:
+async def authenticate(request: web.Request) -> AccessClaims:
     """The claims of the request's bearer token, verified offline and not revoked; 401 otherwise."""
     ctx = request.app[context_key]
     return await verify_bearer(ctx.store, ctx.keyring, ctx.clock, bearer_token(request))

@@ -10,8 +10,10 @@ from issuer.store.base import AuditEvent, Store
 
 @dataclass(frozen=True, slots=True)
 class AuditPage:
+    """Like every paged list here: ``next`` is an opaque string to pass back as ``after``."""
+
     items: list[dict[str, Any]]
-    next: int
+    next: str
 
 
 def audit_json(event: AuditEvent) -> dict[str, Any]:
@@ -26,6 +28,7 @@ def audit_json(event: AuditEvent) -> dict[str, Any]:
 
 
 async def list_audit(store: Store, *, after: int, limit: int) -> AuditPage:
-    """Events with an id above ``after``; ``next`` is the last id (``after`` when none)."""
+    """Events with an id above ``after``; ``next`` is the last id (``after`` when none),
+    so the log can be polled like the revocation feed."""
     items = [audit_json(e) for e in await store.list_audit(after=after, limit=limit)]
-    return AuditPage(items, items[-1]["id"] if items else after)
+    return AuditPage(items, str(items[-1]["id"] if items else after))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -30,6 +31,7 @@ from issuer import metrics
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import InvalidGrantError, InvalidScopeError
+from issuer.jose.tokens import AccessClaims
 from issuer.keyring import Keyring
 from issuer.services.grants import TokenResponse, issue_access_token
 from issuer.services.scopes import parse_scope
@@ -54,7 +56,7 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _exp(claims: dict[str, object]) -> datetime:
+def _exp(claims: Mapping[str, object]) -> datetime:
     exp = claims["exp"]
     assert isinstance(exp, int)
     return datetime.fromtimestamp(exp, UTC)
@@ -256,7 +258,7 @@ async def revoke_refresh_family(
 
 
 async def deny_access_token(
-    store: UserStore, settings: Settings, clock: Clock, claims: dict[str, object], *, actor: str
+    store: UserStore, settings: Settings, clock: Clock, claims: Mapping[str, object], *, actor: str
 ) -> None:
     """Deny-list one verified access token by its jti until it expires (plus leeway)."""
     exp = _exp(claims)
@@ -297,7 +299,7 @@ async def logout(
     store: UserStore,
     settings: Settings,
     clock: Clock,
-    claims: dict[str, object],
+    claims: AccessClaims,
     refresh_token: str | None,
 ) -> None:
     """End the session: the bearer token is deny-listed and its refresh family revoked."""

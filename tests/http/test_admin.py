@@ -149,6 +149,7 @@ async def test_the_successor_made_because_an_admin_revoked_is_that_admins(
     pending = next(k["kid"] for k in keys if k["state"] == "pending")
     audit = await admin.get("/admin/audit", headers=bearer(admin_token))
     after = (await audit.json())["next"]
+    assert isinstance(after, str), "a cursor is an opaque string, as on every paged list"
     resp = await admin.post(f"/admin/keys/{pending}/revoke", headers=bearer(admin_token))
     assert resp.status == 200
     audit = await admin.get(f"/admin/audit?after={after}", headers=bearer(admin_token))
