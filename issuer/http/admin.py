@@ -21,7 +21,9 @@ from issuer.http.operations import (
     error,
     json_body,
     json_request,
+    listing,
     operation,
+    page,
     query,
     ref,
 )
@@ -50,16 +52,7 @@ CLIENT_REF = [
 @operation(
     admin(
         "Every signing key with its state",
-        {
-            "200": json_body(
-                {
-                    "type": "object",
-                    "required": ["keys"],
-                    "properties": {"keys": {"type": "array", "items": ref("Key")}},
-                },
-                "Keys, newest first",
-            )
-        },
+        {"200": json_body(listing("keys", ref("Key")), "Keys, newest first")},
     )
 )
 async def handle_list_keys(request: web.Request) -> web.Response:
@@ -111,16 +104,7 @@ async def handle_revoke_key(request: web.Request) -> web.Response:
 @operation(
     admin(
         "Every client",
-        {
-            "200": json_body(
-                {
-                    "type": "object",
-                    "required": ["clients"],
-                    "properties": {"clients": {"type": "array", "items": ref("Client")}},
-                },
-                "Clients",
-            )
-        },
+        {"200": json_body(listing("clients", ref("Client")), "Clients")},
     )
 )
 async def handle_list_clients(request: web.Request) -> web.Response:
@@ -223,14 +207,7 @@ async def handle_patch_client(request: web.Request) -> web.Response:
         "The audit log, oldest first, paged by id",
         {
             "200": json_body(
-                {
-                    "type": "object",
-                    "required": ["items", "next"],
-                    "properties": {
-                        "items": {"type": "array", "items": ref("AuditEvent")},
-                        "next": {"type": "string", "pattern": "^[0-9]+$"},
-                    },
-                },
+                page(ref("AuditEvent"), {"type": "string", "pattern": "^[0-9]+$"}),
                 "A page of events; pass `next` as `after` for the next page",
             ),
             "400": BAD_REQUEST,

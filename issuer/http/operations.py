@@ -56,6 +56,27 @@ def error(description: str, headers: Doc | None = None) -> Doc:
     return json_body(ref("OAuthError"), description, headers)
 
 
+def listing(member: str, items: Doc) -> Doc:
+    """``{member: [items]}``: a whole collection."""
+    return {
+        "type": "object",
+        "required": [member],
+        "properties": {member: {"type": "array", "items": items}},
+    }
+
+
+def page(items: Doc, next_cursor: Doc, max_items: int | None = None) -> Doc:
+    """One page of a paged list: ``{"items": [...], "next": cursor}`` (``next`` -> ``after``)."""
+    array: Doc = {"type": "array", "items": items}
+    if max_items is not None:
+        array["maxItems"] = max_items
+    return {
+        "type": "object",
+        "required": ["items", "next"],
+        "properties": {"items": array, "next": next_cursor},
+    }
+
+
 def form_body(properties: Doc, required: list[str], *, optional: bool = False) -> Doc:
     schema: Doc = {"type": "object", "properties": properties}
     if required:

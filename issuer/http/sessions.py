@@ -23,6 +23,7 @@ from issuer.http.operations import (
     form_body,
     json_body,
     operation,
+    page,
     query,
 )
 from issuer.http.render import NO_STORE, json_response
@@ -199,18 +200,7 @@ FEED_ITEM = {
         ],
         "responses": {
             "200": json_body(
-                {
-                    "type": "object",
-                    "required": ["items", "next"],
-                    "properties": {
-                        "items": {
-                            "type": "array",
-                            "maxItems": revocation.FEED_PAGE,
-                            "items": FEED_ITEM,
-                        },
-                        "next": {"type": "string"},
-                    },
-                },
+                page(FEED_ITEM, {"type": "string"}, revocation.FEED_PAGE),
                 "Live entries after the cursor, oldest first",
                 NO_STORE_DOC,
             ),

@@ -20,6 +20,7 @@ from issuer.http.operations import (
     json_body,
     json_request,
     operation,
+    page,
     pattern,
     query,
 )
@@ -95,14 +96,7 @@ async def handle_create_user(request: web.Request) -> web.Response:
         "Users in username order, paged",
         {
             "200": json_body(
-                {
-                    "type": "object",
-                    "required": ["items", "next"],
-                    "properties": {
-                        "items": {"type": "array", "items": USER},
-                        "next": {"type": ["string", "null"]},
-                    },
-                },
+                page(USER, {"type": ["string", "null"]}),
                 "A page; pass `next` as `after` while it is not null",
             ),
             "400": BAD_REQUEST,
