@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from issuer.context import Context
 from issuer.errors import TemporarilyUnavailableError
-from issuer.http import ops
+from issuer.services import health
 
 Listeners = tuple[TestClient[Any, Any], TestClient[Any, Any]]
 
@@ -53,7 +53,7 @@ async def test_a_database_that_hangs_fails_readiness_within_the_timeout(
     async def hang() -> None:
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(ops, "READY_TIMEOUT", 0.05)
+    monkeypatch.setattr(health, "READY_TIMEOUT", 0.05)
     monkeypatch.setattr(ctx.store, "ping", hang)
     resp = await listeners[0].get("/readyz")
     assert resp.status == 503
