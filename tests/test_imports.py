@@ -109,3 +109,16 @@ def test_admin_and_users_routes_do_not_import_each_other() -> None:
 def test_the_cli_does_not_import_the_http_edge() -> None:
     graph = import_graph(runtime_only=False)
     assert not {t for t in graph["issuer.cli"] if t.startswith("issuer.http")}
+
+
+def test_the_core_never_imports_the_http_edge() -> None:
+    graph = import_graph(runtime_only=False)
+    core = ("issuer.services", "issuer.keyring", "issuer.jose", "issuer.store", "issuer.context")
+    offenders = {
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith(core)
+        for target in targets
+        if target.startswith("issuer.http")
+    }
+    assert offenders == set()
