@@ -113,7 +113,7 @@ def pooled_signing_keys(monkeypatch: pytest.MonkeyPatch) -> None:
             pool.append(generate_key(alg, rsa_key_size))
         return pool[index]
 
-    monkeypatch.setattr("issuer.keyring.generate_key", generate)
+    monkeypatch.setattr("issuer.services.keys.generate_key", generate)
 
 
 @pytest.fixture

@@ -148,7 +148,7 @@ async def test_full_cycle_pending_active_retired_expired_and_restart(
     # Rotation happens by the clock: no write is needed for k2 to sign.
     clock.advance(hours=1)
     assert token_kid(await get_token()) == k2
-    await ctx.keyring.maintain()
+    await ctx.keys.maintain()
     by_kid = {v.kid: v for v in ctx.keyring.views()}
     assert by_kid[k1].state is KeyState.RETIRED
     assert by_kid[k2].state is KeyState.ACTIVE
@@ -161,7 +161,7 @@ async def test_full_cycle_pending_active_retired_expired_and_restart(
     assert k1 in await kids_in_jwks(client)
     clock.advance(seconds=1)
     assert k1 not in await kids_in_jwks(client)
-    await ctx.keyring.maintain()
+    await ctx.keys.maintain()
     rows = {r.kid: r for r in await ctx.store.list_keys()}
     assert rows[k1].private_wrapped is None, "an expired key's private half must be destroyed"
     assert rows[k2].private_wrapped is not None
@@ -181,7 +181,7 @@ async def test_token_lifetimes_never_outlive_the_key_in_the_jwks(
     token = await get_token()
     exp = jwt.decode(token, options={"verify_signature": False})["exp"]
     clock.advance(seconds=1)
-    await ctx.keyring.maintain()
+    await ctx.keys.maintain()
     while clock.now().timestamp() < exp + 60:
         assert token_kid(token) in await kids_in_jwks(client)
         clock.advance(seconds=30)
@@ -232,7 +232,7 @@ async def test_revoking_a_pending_key_leaves_the_signer_and_plans_a_new_successo
 ) -> None:
     pending = next(v for v in ctx.keyring.views() if v.state is KeyState.PENDING)
     signer = token_kid(await get_token())
-    await ctx.keyring.revoke(pending.kid, actor="test")
+    await ctx.keys.revoke(pending.kid, actor="test")
     assert token_kid(await get_token()) == signer
     states_now = [v.state for v in ctx.keyring.views()]
     assert states_now.count(KeyState.PENDING) == 1
@@ -242,7 +242,7 @@ async def test_revoking_a_pending_key_leaves_the_signer_and_plans_a_new_successo
 async def test_state_survives_a_restart_mid_cycle(
     ctx: Context, clock: SettableClock, settings: Settings, aiohttp_client: ClientFactory
 ) -> None:
-    await ctx.keyring.rotate(immediate=True, actor="test")
+    await ctx.keys.rotate(immediate=True, actor="test")
     clock.advance(minutes=5)
     before = [v.as_json() for v in ctx.keyring.views()]
     app2: web.Application = create_app(settings, clock=clock)
@@ -257,9 +257,9 @@ async def test_revoking_an_emergency_key_never_brings_the_retired_key_back(
 ) -> None:
     original = token_kid(await get_token())
     clock.advance(seconds=1)
-    emergency = await ctx.keyring.rotate(immediate=True, actor="test")
+    emergency = await ctx.keys.rotate(immediate=True, actor="test")
     clock.advance(seconds=1)
-    await ctx.keyring.revoke(emergency.kid, actor="test")
+    await ctx.keys.revoke(emergency.kid, actor="test")
     signer = token_kid(await get_token())
     assert signer not in (original, emergency.kid)
     states_now = {v.kid: v.state for v in ctx.keyring.views()}
@@ -279,10 +279,11 @@ async def test_a_worker_that_waited_for_the_lock_does_not_make_a_second_signer(
     from issuer.app import open_store, start, stop
     from issuer.context import Context as Ctx
     from issuer.kek import load_kek
-    from issuer.keyring import Keyring
+    from issuer.services.keys import KeyPool, insert_key
 
     store_a = await open_store(settings)
-    a = Keyring(store_a, settings, load_kek(settings), clock)
+    kek = load_kek(settings)
+    pool = KeyPool(settings.signing_alg, settings.rsa_key_size)
     b = Ctx(settings, clock)
     try:
         async with store_a.key_schedule() as tx:
@@ -290,8 +291,9 @@ async def test_a_worker_that_waited_for_the_lock_does_not_make_a_second_signer(
             await asyncio.sleep(0.5)  # B has read the clock and waits for the lock
             clock.advance(1)
             now = clock.now()
-            await a._create(tx, now, now)
-            await a._create(tx, now + timedelta(seconds=settings.key_rotation_interval), now)
+            await insert_key(tx, kek, await pool.take(), now, now)
+            later = now + timedelta(seconds=settings.key_rotation_interval)
+            await insert_key(tx, kek, await pool.take(), later, now)
         await b_started
         assert sorted(v.state for v in b.keyring.views()) == [KeyState.ACTIVE, KeyState.PENDING]
     finally:

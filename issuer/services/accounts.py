@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from issuer.clock import Clock
 from issuer.config import Settings
@@ -21,6 +21,7 @@ from issuer.services.scopes import validate_scopes
 from issuer.services.sessions import cut_off_subject
 from issuer.store.base import AuditEvent, ClientRecord, Store, UserStore
 
+MAX_CLIENT_NAME = 200
 _DUMMY_HASH = hashlib.sha256(b"no such client").hexdigest()
 
 
@@ -47,8 +48,8 @@ async def create_client(
     actor: str,
 ) -> NewClient:
     name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidRequestError("a client name is 1 to 200 characters")
+    if not name or len(name) > MAX_CLIENT_NAME:
+        raise InvalidRequestError(f"a client name is 1 to {MAX_CLIENT_NAME} characters")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         # Control characters garble logs and tables, and PostgreSQL refuses NUL outright.
         raise InvalidRequestError("a client name must not contain control characters")
@@ -125,3 +126,29 @@ async def set_client_disabled(
             action="client.revoke_tokens",
         )
     return updated
+
+
+async def authenticate_confidential_client(
+    store: Store, client_id: str, client_secret: str | None
+) -> ClientRecord:
+    """As :func:`authenticate_client`, refusing public clients (RFC 7662 §2.1)."""
+    client = await authenticate_client(store, client_id, client_secret)
+    if client.public:
+        raise InvalidClientError("this endpoint needs a confidential client")
+    return client
+
+
+async def list_clients(store: Store) -> list[ClientRecord]:
+    return list(await store.list_clients())
+
+
+def client_json(client: ClientRecord) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "scopes": list(client.scopes),
+        "first_party": client.first_party,
+        "public": client.public,
+        "disabled": client.disabled,
+        "created_at": client.created_at.isoformat().replace("+00:00", "Z"),
+    }

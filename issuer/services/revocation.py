@@ -8,6 +8,7 @@ token has several valid spellings, so a hash of its text would be no key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,7 @@ def verify_access_token(keyring: Keyring, clock: Clock, token: str) -> dict[str,
         return None
 
 
-async def is_revoked(store: UserStore, claims: dict[str, Any]) -> bool:
+async def is_revoked(store: UserStore, claims: Mapping[str, Any]) -> bool:
     iat = claims.get("iat")
     return await store.is_revoked(
         str(claims.get("jti")),

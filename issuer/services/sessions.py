@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -30,6 +31,7 @@ from issuer import metrics
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import InvalidGrantError, InvalidScopeError
+from issuer.jose.tokens import AccessClaims
 from issuer.keyring import Keyring
 from issuer.services.grants import TokenResponse, issue_access_token
 from issuer.services.scopes import parse_scope
@@ -54,7 +56,7 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _exp(claims: dict[str, object]) -> datetime:
+def _exp(claims: Mapping[str, object]) -> datetime:
     exp = claims["exp"]
     assert isinstance(exp, int)
     return datetime.fromtimestamp(exp, UTC)
@@ -256,7 +258,7 @@ async def revoke_refresh_family(
 
 
 async def deny_access_token(
-    store: UserStore, settings: Settings, clock: Clock, claims: dict[str, object], *, actor: str
+    store: UserStore, settings: Settings, clock: Clock, claims: Mapping[str, object], *, actor: str
 ) -> None:
     """Deny-list one verified access token by its jti until it expires (plus leeway)."""
     exp = _exp(claims)
@@ -291,3 +293,30 @@ async def cut_off_subject(
         await tx.add_revocation("sub", subject, revoked_before, revoked_before + keep)
         await tx.add_audit(AuditEvent(now, actor, action, subject, {"families": families}))
     return families
+
+
+async def logout(
+    store: UserStore,
+    settings: Settings,
+    clock: Clock,
+    claims: AccessClaims,
+    refresh_token: str | None,
+) -> None:
+    """End the session: the bearer token is deny-listed and its refresh family revoked."""
+    actor = f"user:{claims.get('sub')}"
+    families = set()
+    family = await family_of_access_token(store, str(claims.get("jti")))
+    if family is not None:
+        families.add(family)
+    if refresh_token is not None:
+        found = await store.find_refresh(hash_refresh_token(refresh_token))
+        # Only the caller's own session: a stranger's refresh token is ignored.
+        if (
+            found is not None
+            and found[1].user_id == claims.get("sub")
+            and found[1].client_id == claims.get("client_id")
+        ):
+            families.add(found[1].family_id)
+    await deny_access_token(store, settings, clock, claims, actor=actor)
+    if families:
+        await revoke_refresh_family(store, settings, clock, families, actor=actor)

@@ -22,7 +22,10 @@ from issuer.services.sessions import cut_off_subject
 from issuer.store.base import AuditEvent, Store, UserRecord, UserStore
 
 MAX_USERNAME = 200
-_ROLE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# Matched whole (fullmatch): with re.match and "$", "issuer:admin\n" would pass, and
+# stored space-joined and split back it would silently become "issuer:admin".
+ROLE_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
+_ROLE = re.compile(ROLE_PATTERN)
 
 
 def user_store(store: Store) -> UserStore:
@@ -49,7 +52,7 @@ def clean_roles(roles: Any) -> tuple[str, ...]:
         raise InvalidRequestError("roles must be a list of strings")
     out: list[str] = []
     for role in roles:
-        if not _ROLE.match(role):
+        if not _ROLE.fullmatch(role):
             raise InvalidRequestError(f"invalid role name {role[:64]!r} (letters, digits, _.:-)")
         if role not in out:
             out.append(role)
@@ -160,3 +163,13 @@ async def revoke_user_tokens(
     return await cut_off_subject(
         user_store(store), settings, clock, user_id, actor=actor, action="user.revoke_tokens"
     )
+
+
+async def list_users(
+    store: Store, *, after: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of users by compared username, and the cursor of the next page (None at the end)."""
+    found = await user_store(store).list_users(after, limit)
+    # The cursor is the last username's compared form: stable under inserts.
+    nxt = found[-1].username_key if len(found) == limit else None
+    return [user_json(u) for u in found], nxt

@@ -120,7 +120,7 @@ class PostgresTx:
 
 
 class PostgresStore(PostgresUserStore):
-    dialect = "postgresql"
+    dialect = "postgres"  # also the name of its migrations folder, issuer/sql/postgres
 
     def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
         self.pool = pool
@@ -145,7 +145,7 @@ class PostgresStore(PostgresUserStore):
         await self.pool.fetchval("SELECT 1")
 
     async def migrate(self) -> list[str]:
-        available = load_migrations("postgres")
+        available = load_migrations(self.dialect)
         async with self.pool.acquire() as conn:
             # Session lock: held across the per-migration transactions below.
             await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK)

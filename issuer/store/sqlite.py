@@ -214,7 +214,7 @@ class SQLiteStore(SQLiteUserStore):
             await tx.fetchone("SELECT 1")
 
     async def migrate(self) -> list[str]:
-        available = load_migrations("sqlite")
+        available = load_migrations(self.dialect)
         async with self.transaction() as tx:
             await tx.execute(SCHEMA_TABLE_SQLITE)
             rows = await tx.fetchall("SELECT version, checksum FROM schema_migrations")

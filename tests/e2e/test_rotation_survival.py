@@ -174,7 +174,7 @@ async def test_no_valid_token_is_refused_through_every_kind_of_rotation(
 
         # An emergency rotation: the new key signs at once, unannounced; this library
         # refetches on the unknown kid and refuses nothing.
-        rotated = await ctx.keyring.rotate(immediate=True, actor="test")
+        rotated = await ctx.keys.rotate(immediate=True, actor="test")
         for _ in range(20):
             assert await round_trip() == rotated.kid
             await asyncio.sleep(0.05)
@@ -183,7 +183,7 @@ async def test_no_valid_token_is_refused_through_every_kind_of_rotation(
         # A compromised key: revoked, so tokens it signed must stop verifying.
         before = await issue()
         compromised = jwt.get_unverified_header(before)["kid"]
-        await ctx.keyring.revoke(compromised, actor="test")
+        await ctx.keys.revoke(compromised, actor="test")
         revoked_at = time.monotonic()
         refused_after = naive_accepted = None
         while time.monotonic() - revoked_at < ours.cooldown + 2:

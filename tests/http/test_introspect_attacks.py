@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from issuer.context import Context
 from issuer.jose.keys import GeneratedKey
 from issuer.jose.tokens import Signer
+from issuer.kek import load_kek
 from issuer.services.sessions import deny_access_token
 from issuer.services.users import user_store
 from tests.conftest import MakeClient
@@ -27,7 +28,7 @@ async def issuer_signing_key(ctx: Context) -> GeneratedKey:
     active = next(v for v in ctx.keyring.views() if v.state == "active")
     wrapped = active.record.private_wrapped
     assert wrapped is not None
-    pem = ctx.keyring.kek.unwrap(wrapped, active.record.kek_id, active.kid)
+    pem = load_kek(ctx.settings).unwrap(wrapped, active.record.kek_id, active.kid)
     return GeneratedKey(active.kid, active.record.alg, active.record.public_jwk, pem)
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from issuer import __version__
+from issuer.app import create_app
+from issuer.appkeys import admin_app_key
 from issuer.clock import SettableClock
+from issuer.config import Settings
 from issuer.context import Context
-from issuer.kek import KeyEncryptionKeys
-from tests.conftest import Login, MakeClient, MakeUser, Refresh, basic_auth
+from tests.conftest import ClientFactory, Login, MakeClient, MakeUser, Refresh, basic_auth
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -157,14 +160,18 @@ async def test_login_failures_and_refresh_reuse_are_counted(
 
 
 async def test_signing_key_available_drops_when_the_key_will_not_open(
-    admin: TestClient[Any, Any], ctx: Context
+    admin: TestClient[Any, Any],
+    settings: Settings,
+    clock: SettableClock,
+    aiohttp_client: ClientFactory,
 ) -> None:
     _, samples = await scrape(admin)
     assert value(samples, "issuer_signing_key_available") == 1
-    # The KEK that wrapped the keys is gone (a wrong ISSUER_KEK after a redeploy).
-    ctx.keyring.kek = KeyEncryptionKeys((b"\x09" * 32,))
-    ctx.keyring._snapshot = None
-    await ctx.keyring.load()
-    _, samples = await scrape(admin)
+    # The KEK that wrapped the keys is gone: a worker on the same database restarted
+    # with a wrong ISSUER_KEK after a redeploy.
+    restarted = create_app(replace(settings, kek=(b"\x09" * 32,)), clock=clock)
+    await aiohttp_client(restarted)
+    other = await aiohttp_client(restarted[admin_app_key])
+    _, samples = await scrape(other)
     assert value(samples, "issuer_signing_key_available") == 0
     assert value(samples, "issuer_keys", state="active") == 1, "why the old alert missed it"
