@@ -144,7 +144,7 @@ def draw_chart(limits: dict[str, Any], dbs: dict[str, Any], path: Path, title: s
     ax.set_xscale("log")
     ax.set_xlabel("requests/s (log scale)")
     ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(series))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
