@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from issuer.verifier.errors import TokenError
-from issuer.verifier.revocation import RevocationFeed
+from issuer.verifier.feed import RevocationFeed
 from issuer.verifier.verifier import Verifier
 
 CLAIMS_KEY = web.RequestKey[dict[str, Any]]("claims")
