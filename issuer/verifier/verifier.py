@@ -41,22 +41,27 @@ class _Verified:
 
     __slots__ = ("claims", "key", "kid", "valid_from", "valid_until")
 
-    def __init__(self, claims: dict[str, Any], kid: str, key: VerificationKey, policy: Policy):
+    def __init__(
+        self, claims: dict[str, Any], kid: str, key: VerificationKey, policy: Policy
+    ) -> None:
         self.claims = claims
         self.kid = kid
         self.key = key
-        # The only claim checks that depend on ``now`` (see core.check_claims), solved for now.
+        # The only claim checks that depend on ``now`` (see core.check_claims), solved for
+        # ``now``; check_claims has already refused anything that is not a finite number.
         leeway = policy.leeway
-        exp = float(claims["exp"])
+        exp = claims["exp"]
         self.valid_until = exp + leeway
-        starts = [-math.inf]
-        for name in ("nbf", "iat"):
-            value = claims.get(name)
-            if value is not None:
-                starts.append(float(value) - leeway)
-        if policy.max_lifetime is not None:
-            starts.append(exp - policy.max_lifetime - leeway)
-        self.valid_from = max(starts)
+        start = -math.inf
+        nbf = claims.get("nbf")
+        if nbf is not None:
+            start = nbf - leeway
+        iat = claims.get("iat")
+        if iat is not None and iat - leeway > start:
+            start = iat - leeway
+        if policy.max_lifetime is not None and exp - policy.max_lifetime - leeway > start:
+            start = exp - policy.max_lifetime - leeway
+        self.valid_from = start
 
 
 class _Base:
