@@ -19,7 +19,7 @@ from __future__ import annotations
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,7 +153,7 @@ def _reject_constant(name: str) -> Any:
 
 # Built once: json.loads(..., object_pairs_hook=...) would build a decoder per call.
 _DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-_SCAN = _DECODER.scan_once
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
