@@ -128,9 +128,7 @@ async def test_the_cache_is_keyed_on_the_whole_token(
 async def test_the_cache_is_bounded(
     jwks_client: JWKSClient, rsa_key: GeneratedKey, clock: ManualClock
 ) -> None:
-    small = Verifier(
-        issuer=ISSUER, audience=AUDIENCE, jwks=jwks_client, cache_size=2, clock=clock
-    )
+    small = Verifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks_client, cache_size=2, clock=clock)
     for n in range(5):
         await small.verify(mint(rsa_key, jti=f"j{n}"))
     assert small.cached_tokens == 2
