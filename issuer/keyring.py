@@ -50,6 +50,10 @@ class KeyState(StrEnum):
 
 
 PUBLISHED = frozenset({KeyState.PENDING, KeyState.ACTIVE, KeyState.RETIRED})
+# How long a key revocation stays on the revocation feed. A verifier holds a key at most
+# its JWKS max-age plus its stale-if-error bound (an hour each by default) after it last
+# fetched; a week covers any verifier that was merely slow or briefly offline.
+KEY_REVOCATION_LISTED = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +365,9 @@ class Keyring:
                 raise NotFoundError(f"no key with kid {kid}")
             if target.state is not KeyState.REVOKED:
                 await tx.revoke_key(kid, now)
+                # On the revocation feed too: verifiers that poll it refuse the key within
+                # one poll interval, whatever their cached JWKS says.
+                await tx.add_revocation("kid", kid, now, now + KEY_REVOCATION_LISTED)
                 await tx.add_audit(
                     AuditEvent(now, actor, "key.revoke", kid, {"was": target.state.value})
                 )
