@@ -40,12 +40,12 @@ def installed(python: Path) -> set[str]:
 def test_the_base_install_is_the_verifier_and_the_server_extra_adds_the_server(
     tmp_path: Path,
 ) -> None:
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    pip: list[str | Path] = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     run(*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", tmp_path / "dist", ROOT)
     (wheel,) = (tmp_path / "dist").glob("issuer-*.whl")
     run(sys.executable, "-m", "venv", "--without-pip", tmp_path / "venv")
     python = tmp_path / "venv" / "bin" / "python"
-    into = [*pip, "--python", python, "install", "--quiet"]
+    into: list[str | Path] = [*pip, "--python", python, "install", "--quiet"]
 
     run(*into, wheel)
     base = installed(python)
