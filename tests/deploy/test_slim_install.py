@@ -8,6 +8,7 @@ what the ``issuer`` command says.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,12 @@ def test_the_base_install_is_the_verifier_and_the_server_extra_adds_the_server(
     tmp_path: Path,
 ) -> None:
     pip: list[str | Path] = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    run(*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", tmp_path / "dist", ROOT)
+    # Built from a copy of what the wheel holds, so the checkout gets no build/ folder.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "issuer", src / "issuer", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    run(*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", tmp_path / "dist", src)
     (wheel,) = (tmp_path / "dist").glob("issuer-*.whl")
     run(sys.executable, "-m", "venv", "--without-pip", tmp_path / "venv")
     python = tmp_path / "venv" / "bin" / "python"
