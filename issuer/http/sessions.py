@@ -181,6 +181,13 @@ FEED_ITEM = {
             "required": ["sub", "revoked_before"],
             "properties": {"sub": {"type": "string"}, "revoked_before": {"type": "integer"}},
         },
+        {
+            "type": "object",
+            "description": "The signing key `kid` was revoked at `revoked_at`: refuse every"
+            " token it signed, whatever a cached JWKS says",
+            "required": ["kid", "revoked_at"],
+            "properties": {"kid": {"type": "string"}, "revoked_at": {"type": "integer"}},
+        },
     ]
 }
 

@@ -22,6 +22,11 @@ from issuer.kek import KeyEncryptionKeys
 from issuer.keyring import Keyring, KeyState, KeyView, Plan, derive_schedule, plan_maintenance
 from issuer.store.base import AuditEvent, KeyRecord, KeyScheduleTx, Store
 
+# How long a key revocation stays on the revocation feed. A verifier holds a key at most
+# its JWKS max-age plus its stale-if-error bound (an hour each by default) after it last
+# fetched; a week covers any verifier that was merely slow or briefly offline.
+KEY_REVOCATION_LISTED = timedelta(days=7)
+
 log = logging.getLogger(__name__)
 SCHEDULER = "scheduler"
 
@@ -148,6 +153,9 @@ class KeyService:
                 raise NotFoundError(f"no key with kid {kid}")
             if target.state is not KeyState.REVOKED:
                 await tx.revoke_key(kid, now)
+                # On the revocation feed too: verifiers that poll it refuse the key within
+                # one poll interval, whatever their cached JWKS says.
+                await tx.add_revocation("kid", kid, now, now + KEY_REVOCATION_LISTED)
                 await tx.add_audit(
                     AuditEvent(now, actor, "key.revoke", kid, {"was": target.state.value})
                 )

@@ -152,6 +152,8 @@ async def revocation_feed(store: UserStore, clock: Clock, after: str | None) -> 
         at = int(e.at.timestamp())
         if e.kind == "jti":
             items.append({"jti": e.subject, "exp": at})
+        elif e.kind == "kid":
+            items.append({"kid": e.subject, "revoked_at": at})
         else:
             items.append({"sub": e.subject, "revoked_before": at})
     # A full page continues after its last item; otherwise skip past expired entries too.

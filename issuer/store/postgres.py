@@ -17,7 +17,7 @@ import asyncpg
 from issuer.errors import ConflictError
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
 from issuer.store.migrate import PG_MIGRATION_LOCK, SCHEMA_TABLE_POSTGRES, load_migrations, pending
-from issuer.store.postgres_sessions import PostgresUserStore
+from issuer.store.postgres_sessions import PostgresSessionTx, PostgresUserStore
 
 PG_KEY_LOCK = 0x15_5E_ED_02
 KEYS_CHANNEL = "issuer_keys"
@@ -93,6 +93,11 @@ class PostgresTx:
             kid,
         )
         return bool(status == "UPDATE 1")
+
+    async def add_revocation(
+        self, kind: str, subject: str, at: datetime, drop_after: datetime
+    ) -> None:
+        await PostgresSessionTx(self.conn).add_revocation(kind, subject, at, drop_after)
 
     async def destroy_private_key(self, kid: str) -> None:
         await self.conn.execute(

@@ -29,7 +29,7 @@ from issuer.store.migrate import (
     pending,
     sqlite_statements,
 )
-from issuer.store.sqlite_sessions import SQLiteUserStore
+from issuer.store.sqlite_sessions import SQLiteSessionTx, SQLiteUserStore
 
 
 def ts(when: datetime | None) -> float | None:
@@ -137,6 +137,11 @@ class SQLiteTx:
         )
         self.scrub = True
         return n == 1
+
+    async def add_revocation(
+        self, kind: str, subject: str, at: datetime, drop_after: datetime
+    ) -> None:
+        await SQLiteSessionTx(self.db).add_revocation(kind, subject, at, drop_after)
 
     async def destroy_private_key(self, kid: str) -> None:
         await self.execute("UPDATE signing_keys SET private_wrapped = NULL WHERE kid = ?", (kid,))

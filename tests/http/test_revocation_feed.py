@@ -118,3 +118,30 @@ async def test_pages_follow_the_cursor_without_gaps(
         if not page["items"]:
             break
     assert seen == [f"jti-{i}" for i in range(7)]
+
+
+async def test_a_revoked_key_appears_on_the_feed_for_a_week(
+    client: TestClient[Any, Any],
+    admin: TestClient[Any, Any],
+    ctx: Context,
+    admin_token: str,
+    make_client: MakeClient,
+    clock: SettableClock,
+) -> None:
+    reader = await make_client()
+    start = await feed(client, reader)
+    signer = next(v for v in ctx.keyring.views() if v.state == "active")
+    resp = await admin.post(
+        f"/admin/keys/{signer.kid}/revoke", headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    assert resp.status == 200
+    revoked_at = int(clock.now().timestamp())
+    page = await feed(client, reader, start["next"])
+    assert page["items"] == [{"kid": signer.kid, "revoked_at": revoked_at}]
+    # A second revoke of the same key adds nothing.
+    await ctx.keyring.revoke(signer.kid, actor="test")
+    assert (await feed(client, reader, page["next"]))["items"] == []
+    clock.advance(7 * 24 * 3600 - 1)
+    assert (await feed(client, reader))["items"] == [{"kid": signer.kid, "revoked_at": revoked_at}]
+    clock.advance(1)
+    assert (await feed(client, reader))["items"] == []
