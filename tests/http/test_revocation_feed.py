@@ -139,7 +139,7 @@ async def test_a_revoked_key_appears_on_the_feed_for_a_week(
     page = await feed(client, reader, start["next"])
     assert page["items"] == [{"kid": signer.kid, "revoked_at": revoked_at}]
     # A second revoke of the same key adds nothing.
-    await ctx.keyring.revoke(signer.kid, actor="test")
+    await ctx.keys.revoke(signer.kid, actor="test")
     assert (await feed(client, reader, page["next"]))["items"] == []
     clock.advance(7 * 24 * 3600 - 1)
     assert (await feed(client, reader))["items"] == [{"kid": signer.kid, "revoked_at": revoked_at}]
