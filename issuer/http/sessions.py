@@ -78,25 +78,9 @@ async def handle_logout(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     claims = await authenticate(request)
     form = await _optional_form(request)
-    store = user_store(ctx.store)
-    actor = f"user:{claims.get('sub')}"
-    families = set()
-    family = await sessions.family_of_access_token(store, str(claims.get("jti")))
-    if family is not None:
-        families.add(family)
-    refresh_token = form.get("refresh_token")
-    if refresh_token is not None:
-        found = await store.find_refresh(sessions.hash_refresh_token(refresh_token))
-        # Only the caller's own session: a stranger's refresh token is ignored.
-        if (
-            found is not None
-            and found[1].user_id == claims.get("sub")
-            and found[1].client_id == claims.get("client_id")
-        ):
-            families.add(found[1].family_id)
-    await sessions.deny_access_token(store, ctx.settings, ctx.clock, claims, actor=actor)
-    if families:
-        await sessions.revoke_refresh_family(store, ctx.settings, ctx.clock, families, actor=actor)
+    await sessions.logout(
+        user_store(ctx.store), ctx.settings, ctx.clock, claims, form.get("refresh_token")
+    )
     return web.Response(status=204, headers=NO_STORE)
 
 

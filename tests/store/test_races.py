@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +25,7 @@ from issuer.context import Context
 from issuer.errors import InvalidGrantError
 from issuer.services import sessions
 from issuer.services.revocation import revocation_feed
-from issuer.store.base import FamilyRecord
+from issuer.store.base import FamilyRecord, Store
 from issuer.store.postgres_sessions import PG_REVOCATION_LOCK
 from tests.conftest import Login, MakeClient, MakeUser, RegisteredClient
 
@@ -61,7 +61,10 @@ async def second_store(ctx: Context) -> AsyncIterator[AnyStore]:
 
 
 def hold_at_entry(
-    monkeypatch: pytest.MonkeyPatch, store: AnyStore, task: str, arrived: asyncio.Event,
+    monkeypatch: pytest.MonkeyPatch,
+    store: AnyStore,
+    task: str,
+    arrived: asyncio.Event,
     release: asyncio.Event,
 ) -> None:
     """Task ``task`` stops where it asks ``store`` for a transaction, before it has a
@@ -114,8 +117,8 @@ async def _session(
 
 
 def _refresh(
-    ctx: Context, store: AnyStore, app: RegisteredClient, token: str
-) -> Callable[[], Awaitable[Any]]:
+    ctx: Context, store: Store, app: RegisteredClient, token: str
+) -> Callable[[], Coroutine[Any, Any, Any]]:
     async def run() -> Any:
         client = await store.get_client(app.client_id)
         assert client is not None
@@ -185,9 +188,7 @@ async def test_a_refresh_that_waited_for_the_family_lock_is_a_reuse(
     hold_at_entry(monkeypatch, second_store, "B", b_entering, go)
     a = asyncio.create_task(_refresh(ctx, ctx.store, app, tokens["refresh_token"])(), name="A")
     await a_holds_lock.wait()
-    b = asyncio.create_task(
-        _refresh(ctx, second_store, app, tokens["refresh_token"])(), name="B"
-    )
+    b = asyncio.create_task(_refresh(ctx, second_store, app, tokens["refresh_token"])(), name="B")
     if ctx.store.dialect == "postgresql":
         await wait_for_lock_waiters(ctx, 1)
     else:
@@ -216,9 +217,7 @@ async def test_a_refresh_that_waited_gets_no_grace_from_a_clock_read_before_the_
 
     hold_at_entry(monkeypatch, second_store, "B", b_waiting, release_b)
 
-    b = asyncio.create_task(
-        _refresh(ctx, second_store, app, tokens["refresh_token"])(), name="B"
-    )
+    b = asyncio.create_task(_refresh(ctx, second_store, app, tokens["refresh_token"])(), name="B")
     await b_waiting.wait()
     clock.advance(1)
     winner = await _refresh(ctx, ctx.store, app, tokens["refresh_token"])()
@@ -238,7 +237,7 @@ async def test_a_feed_page_and_its_cursor_come_from_one_snapshot(
 ) -> None:
     """Another worker commits a revocation after the feed read its rows and before it
     read the cursor: the entry must be on this page or after its ``next``."""
-    app, first = await _session(ctx, make_client, make_user, login)
+    _, first = await _session(ctx, make_client, make_user, login)
     _, second = await _session(ctx, make_client, make_user, login)
     await sessions.deny_access_token(
         second_store,
@@ -255,9 +254,7 @@ async def test_a_feed_page_and_its_cursor_come_from_one_snapshot(
         if injected:
             return
         injected = True
-        await sessions.deny_access_token(
-            second_store, ctx.settings, ctx.clock, late, actor="test"
-        )
+        await sessions.deny_access_token(second_store, ctx.settings, ctx.clock, late, actor="test")
 
     # The point between "rows read" and "cursor read" is inside the store: hook the
     # statement that reads the page's rows.
@@ -356,9 +353,7 @@ async def test_logout_of_two_sessions_racing_revoke_of_the_second_does_not_deadl
         await wait_for_lock_waiters(ctx, 1, "advisory")
         # 3. /revoke of the second session queues behind it, on whatever it locks first.
         revoke = asyncio.create_task(
-            client.post(
-                "/revoke", data={"token": second["refresh_token"]}, headers=app.basic()
-            )
+            client.post("/revoke", data={"token": second["refresh_token"]}, headers=app.basic())
         )
         await wait_for_lock_waiters(ctx, 2)
         await lock_holder.execute("SELECT pg_advisory_unlock($1)", PG_REVOCATION_LOCK)
