@@ -13,7 +13,8 @@ Every transaction takes its locks in this order, and only in this order, so no
 two transactions ever wait on each other (PostgreSQL; SQLite has one write lock,
 taken at ``BEGIN IMMEDIATE``, which serializes every writer in every process):
 
-1. the ``users`` or ``clients`` row an admin change updates;
+1. login-counter rows (``login_failures``; a login's own unit of work), then the
+   ``users`` or ``clients`` row a login or an admin change updates;
 2. refresh-family rows, ``FOR UPDATE``, several at once always sorted by
    ``family_id`` (``lock_families``, ``revoke_user_families``); one family at
    a time through ``lock_refresh``, which then re-reads the token row so a
@@ -26,8 +27,10 @@ A transaction that revokes several families (a logout naming a second session)
 therefore locks all of them first (step 2) and only then writes feed entries
 (step 3). The key-schedule lock (``PG_KEY_LOCK``) is taken alone.
 
-Time is read after the locks are held: ``tx.now()`` is not offered, so services
-call their clock inside the ``async with`` after ``lock_refresh``/``lock_families``.
+Time is read after the locks are held: services call their clock inside the
+``async with``, after ``lock_refresh``/``lock_families``, never before it (a
+request that waited must not judge the winner's writes by a time from before
+its wait).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from issuer.services import sessions
 from issuer.services.revocation import revocation_feed
 from issuer.store.base import FamilyRecord, Store
 from issuer.store.postgres_sessions import PG_REVOCATION_LOCK
-from tests.conftest import Login, MakeClient, MakeUser, RegisteredClient
+from tests.conftest import Login, MakeClient, MakeUser, Refresh, RegisteredClient
 
 _STORE_MODULES = (
     "issuer.store.sqlite",
@@ -307,15 +307,20 @@ async def test_a_feed_page_and_its_cursor_come_from_one_snapshot(
     assert late["jti"] in seen, "the feed's cursor skipped an entry"
 
 
-async def test_logout_of_two_sessions_racing_revoke_of_the_second_does_not_deadlock(
+@pytest.mark.parametrize("racer", ["revoke", "reuse"])
+async def test_logout_of_two_sessions_racing_a_revocation_of_the_second_does_not_deadlock(
     ctx: Context,
     client: TestClient[Any, Any],
     make_client: MakeClient,
     make_user: MakeUser,
     login: Login,
+    refresh: Refresh,
+    racer: str,
 ) -> None:
-    """PostgreSQL. The test holds the revocation lock; the logout (families A and B)
-    queues for it first, then ``/revoke`` of B; then the test lets go."""
+    """PostgreSQL. A logout names a second session (families 1 and 2) while ``/revoke``
+    of session 2, or a reuse detection in it, runs. The test holds family 1's row, then
+    the revocation lock, so the logout queues for that lock first and the racer
+    behind it; then the test lets go."""
     if ctx.store.dialect != "postgresql":
         pytest.skip("SQLite serializes every writer on its one write lock")
     app = await make_client(first_party=True)
@@ -328,6 +333,8 @@ async def test_logout_of_two_sessions_racing_revoke_of_the_second_does_not_deadl
     if fam_2 < fam_1:
         first, second = second, first
         fam_1, fam_2 = fam_2, fam_1
+    if racer == "reuse":
+        assert (await refresh(app, second["refresh_token"])).status == 200  # now spent
 
     row_holder = await asyncpg.connect(ctx.settings.database_url)
     lock_holder = await asyncpg.connect(ctx.settings.database_url)
@@ -354,6 +361,8 @@ async def test_logout_of_two_sessions_racing_revoke_of_the_second_does_not_deadl
         # 3. /revoke of the second session queues behind it, on whatever it locks first.
         revoke = asyncio.create_task(
             client.post("/revoke", data={"token": second["refresh_token"]}, headers=app.basic())
+            if racer == "revoke"
+            else refresh(app, second["refresh_token"])
         )
         await wait_for_lock_waiters(ctx, 2)
         await lock_holder.execute("SELECT pg_advisory_unlock($1)", PG_REVOCATION_LOCK)
@@ -362,6 +371,6 @@ async def test_logout_of_two_sessions_racing_revoke_of_the_second_does_not_deadl
         await row_holder.close()
         await lock_holder.close()
     assert logout_resp.status == 204, await logout_resp.text()
-    assert revoke_resp.status == 200, await revoke_resp.text()
+    assert revoke_resp.status == (200 if racer == "revoke" else 400), await revoke_resp.text()
     for tokens in (first, second):
         assert (await _family(ctx, tokens["refresh_token"])).revoked_at is not None
