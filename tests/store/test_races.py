@@ -19,6 +19,7 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
+from issuer import metrics
 from issuer.app import AnyStore, open_store
 from issuer.clock import SettableClock
 from issuer.context import Context
@@ -141,10 +142,16 @@ async def _family(ctx: Context, token: str) -> FamilyRecord:
     return found[1]
 
 
+def _reuse_count() -> float:
+    return float(metrics._metrics().refresh_reuse._value.get())
+
+
 async def _assert_reuse_was_handled(
-    ctx: Context, app: RegisteredClient, original: str, winner: Any
+    ctx: Context, app: RegisteredClient, original: str, winner: Any, reuses_before: float
 ) -> None:
-    """Family revoked, access tokens deny-listed, the reuse audited, the new token refused."""
+    """Family revoked, access tokens deny-listed, the reuse audited and counted, the new
+    token refused."""
+    assert _reuse_count() == reuses_before + 1
     family = await _family(ctx, original)
     assert family.revoked_at is not None
     claims = jwt.decode(winner.access_token, options={"verify_signature": False})
@@ -168,6 +175,7 @@ async def test_a_refresh_that_waited_for_the_family_lock_is_a_reuse(
     B must then see the token as spent (PostgreSQL READ COMMITTED hands a ``FOR UPDATE``
     waiter the row as it was before the wait unless the token row is read afresh)."""
     app, tokens = await _session(ctx, make_client, make_user, login)
+    reuses_before = _reuse_count()
     a_holds_lock, release_a = asyncio.Event(), asyncio.Event()
     b_entering = asyncio.Event()
 
@@ -197,7 +205,7 @@ async def test_a_refresh_that_waited_for_the_family_lock_is_a_reuse(
     winner = await a
     with pytest.raises(InvalidGrantError):
         await b
-    await _assert_reuse_was_handled(ctx, app, tokens["refresh_token"], winner)
+    await _assert_reuse_was_handled(ctx, app, tokens["refresh_token"], winner, reuses_before)
 
 
 async def test_a_refresh_that_waited_gets_no_grace_from_a_clock_read_before_the_wait(
@@ -212,6 +220,7 @@ async def test_a_refresh_that_waited_gets_no_grace_from_a_clock_read_before_the_
     """B starts at t0 and is held before it gets a connection/the lock; A refreshes at
     t0 + 1 s and commits; then B goes on. With grace 0 (the default) B is a reuse."""
     app, tokens = await _session(ctx, make_client, make_user, login)
+    reuses_before = _reuse_count()
     assert ctx.settings.refresh_reuse_grace == 0
     b_waiting, release_b = asyncio.Event(), asyncio.Event()
 
@@ -224,7 +233,7 @@ async def test_a_refresh_that_waited_gets_no_grace_from_a_clock_read_before_the_
     release_b.set()
     with pytest.raises(InvalidGrantError):
         await b
-    await _assert_reuse_was_handled(ctx, app, tokens["refresh_token"], winner)
+    await _assert_reuse_was_handled(ctx, app, tokens["refresh_token"], winner, reuses_before)
 
 
 async def test_a_feed_page_and_its_cursor_come_from_one_snapshot(
@@ -358,12 +367,15 @@ async def test_logout_of_two_sessions_racing_a_revocation_of_the_second_does_not
         await lock_holder.execute("SELECT pg_advisory_lock($1)", PG_REVOCATION_LOCK)
         await holding_row.rollback()
         await wait_for_lock_waiters(ctx, 1, "advisory")
+
         # 3. /revoke of the second session queues behind it, on whatever it locks first.
-        revoke = asyncio.create_task(
-            client.post("/revoke", data={"token": second["refresh_token"]}, headers=app.basic())
-            if racer == "revoke"
-            else refresh(app, second["refresh_token"])
-        )
+        async def race() -> Any:
+            if racer == "revoke":
+                data = {"token": second["refresh_token"]}
+                return await client.post("/revoke", data=data, headers=app.basic())
+            return await refresh(app, second["refresh_token"])
+
+        revoke = asyncio.create_task(race())
         await wait_for_lock_waiters(ctx, 2)
         await lock_holder.execute("SELECT pg_advisory_unlock($1)", PG_REVOCATION_LOCK)
         logout_resp, revoke_resp = await asyncio.gather(logout, revoke)
