@@ -200,7 +200,9 @@ async def test_a_refresh_that_waited_for_the_family_lock_is_a_reuse(
     if ctx.store.dialect == "postgresql":
         await wait_for_lock_waiters(ctx, 1)
     else:
-        await b_entering.wait()  # B now waits for SQLite's write lock (busy handler)
+        # B asks for its transaction (another connection) while A holds SQLite's write
+        # lock: B reads nothing until BEGIN IMMEDIATE gives it the lock after A commits.
+        await b_entering.wait()
     release_a.set()
     winner = await a
     with pytest.raises(InvalidGrantError):
