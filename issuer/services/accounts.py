@@ -12,14 +12,14 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import InvalidClientError, InvalidRequestError, NotFoundError
 from issuer.services.scopes import validate_scopes
 from issuer.services.sessions import cut_off_subject
-from issuer.store.base import AuditEvent, ClientRecord, Store, UserStore
+from issuer.store.base import AuditEvent, ClientRecord, Store
 
 MAX_CLIENT_NAME = 200
 _DUMMY_HASH = hashlib.sha256(b"no such client").hexdigest()
@@ -62,16 +62,17 @@ async def create_client(
         first_party=first_party,
         created_at=clock.now(),
     )
-    await store.create_client(client)
-    await store.add_audit(
-        AuditEvent(
-            clock.now(),
-            actor,
-            "client.create",
-            client.client_id,
-            {"name": name, "scopes": list(client.scopes), "first_party": first_party},
+    async with store.transaction() as tx:
+        await tx.create_client(client)
+        await tx.add_audit(
+            AuditEvent(
+                client.created_at,
+                actor,
+                "client.create",
+                client.client_id,
+                {"name": name, "scopes": list(client.scopes), "first_party": first_party},
+            )
         )
-    )
     return NewClient(client, secret)
 
 
@@ -111,20 +112,18 @@ async def set_client_disabled(
     """Disable (or enable) a client. Disabling also cuts off every token it holds:
     a client-credentials token's ``sub`` is the client_id, so one feed entry covers them."""
     client = await find_client(store, ref)
-    updated = await store.set_client_disabled(client.client_id, disabled)
-    if updated is None:
-        raise NotFoundError("no such client")
-    action = "client.disable" if disabled else "client.enable"
-    await store.add_audit(AuditEvent(clock.now(), actor, action, client.client_id))
-    if disabled:
-        await cut_off_subject(
-            cast(UserStore, store),
-            settings,
-            clock,
-            client.client_id,
-            actor=actor,
-            action="client.revoke_tokens",
-        )
+    # One unit of work: a disabled client whose cut-off never reached the feed would
+    # keep passing offline verifiers.
+    async with store.transaction() as tx:
+        updated = await tx.set_client_disabled(client.client_id, disabled)
+        if updated is None:
+            raise NotFoundError("no such client")
+        action = "client.disable" if disabled else "client.enable"
+        await tx.add_audit(AuditEvent(clock.now(), actor, action, client.client_id))
+        if disabled:
+            await cut_off_subject(
+                tx, settings, clock, client.client_id, actor=actor, action="client.revoke_tokens"
+            )
     return updated
 
 

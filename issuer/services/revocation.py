@@ -22,7 +22,7 @@ from issuer.services.sessions import (
     hash_refresh_token,
     revoke_refresh_family,
 )
-from issuer.store.base import ClientRecord, UserStore
+from issuer.store.base import ClientRecord, Store
 from issuer.verifier.core import verify_token
 from issuer.verifier.errors import TokenError
 
@@ -43,7 +43,7 @@ def verify_access_token(keyring: Keyring, clock: Clock, token: str) -> dict[str,
         return None
 
 
-async def is_revoked(store: UserStore, claims: Mapping[str, Any]) -> bool:
+async def is_revoked(store: Store, claims: Mapping[str, Any]) -> bool:
     iat = claims.get("iat")
     return await store.is_revoked(
         str(claims.get("jti")),
@@ -57,7 +57,7 @@ def _looks_like_jwt(token: str) -> bool:
 
 
 async def revoke(
-    store: UserStore,
+    store: Store,
     keyring: Keyring,
     settings: Settings,
     clock: Clock,
@@ -88,7 +88,7 @@ async def revoke(
 
 
 async def introspect(
-    store: UserStore,
+    store: Store,
     keyring: Keyring,
     clock: Clock,
     *,
@@ -143,7 +143,7 @@ def parse_cursor(after: str | None) -> int:
     return int(after)
 
 
-async def revocation_feed(store: UserStore, clock: Clock, after: str | None) -> FeedPage:
+async def revocation_feed(store: Store, clock: Clock, after: str | None) -> FeedPage:
     """Live deny-list entries and user cut-offs after the cursor, oldest first."""
     cursor = parse_cursor(after)
     entries, top = await store.list_revocations(cursor, clock.now(), FEED_PAGE)

@@ -106,7 +106,7 @@ async def test_pages_follow_the_cursor_without_gaps(
     reader = await make_client()
     store = user_store(ctx.store)
     exp = ctx.clock.now().replace(microsecond=0)
-    async with store.sessions() as tx:
+    async with store.transaction() as tx:
         for i in range(7):
             await tx.add_revocation("jti", f"jti-{i}", exp, exp.replace(year=exp.year + 1))
     seen: list[str] = []
