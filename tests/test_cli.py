@@ -166,8 +166,8 @@ def test_a_kid_that_begins_with_a_dash_can_be_revoked(
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        # The database path is a directory: SQLite cannot open it.
-        ("sqlite:///.", "issuer: database error: unable to open database file"),
+        # The file is not an SQLite database (random bytes, written below).
+        ("sqlite:///not-a-database.db", "issuer: database error: file is not a database"),
         (
             "postgresql://postgres@127.0.0.1:5432/issuer_no_such_db",
             'issuer: database error: database "issuer_no_such_db" does not exist',
@@ -185,6 +185,7 @@ def test_a_database_that_refuses_is_one_line(
     if url.startswith("postgresql") and os.environ.get("ISSUER_TEST_POSTGRES") == "off":
         pytest.skip("PostgreSQL half skipped")
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-a-database.db").write_bytes(b"\x07" * 4096)
     monkeypatch.setenv("ISSUER_DATABASE_URL", url)
     code, _, err = run(capsys, "migrate")
     assert code == 1
