@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from issuer.app import create_app
+from issuer.app import create_app, start, stop
 from issuer.clock import SettableClock
 from issuer.config import Settings
 from issuer.context import Context
@@ -267,35 +269,67 @@ async def test_revoking_an_emergency_key_never_brings_the_retired_key_back(
     assert states_now[signer] is KeyState.ACTIVE
 
 
-async def test_a_worker_that_waited_for_the_lock_does_not_make_a_second_signer(
+class ParkedClock:
+    """B's view of the shared clock: its first reading is taken, then B is held until
+    the test lets it go, so another worker can act between B's reading and B's next step.
+
+    B runs on its own event loop in its own thread, so holding it here blocks only B.
+    """
+
+    def __init__(self, clock: SettableClock) -> None:
+        self.clock = clock
+        self.first_read = threading.Event()
+        self.go_on = threading.Event()
+
+    def now(self) -> datetime:
+        now = self.clock.now()
+        if not self.first_read.is_set():
+            self.first_read.set()
+            assert self.go_on.wait(timeout=60), "the test never let B go on"
+        return now
+
+
+async def test_a_worker_that_read_the_clock_before_another_made_keys_makes_no_second_signer(
     settings: Settings, clock: SettableClock
 ) -> None:
-    # Worker B starts on an empty database and waits for the key lock, which worker A
-    # holds while it makes the first keys a moment later (by the clock). B must decide
-    # by the time it got the lock; by the time it asked, A's key is still pending and B
-    # would make a second signing key.
-    import asyncio
+    # Two workers start on an empty database. B reads the clock first and sees no key;
+    # then, a second later by the clock, A starts and makes the first keys (one active
+    # from that second on, one pending). When B then gets the key lock it must decide by
+    # the time it got the lock: by the time it read the clock, A's key was still pending
+    # and B would make a second signing key.
+    b_clock = ParkedClock(clock)
+    b_failed: list[BaseException] = []
 
-    from issuer.app import open_store, start, stop
-    from issuer.context import Context as Ctx
-    from issuer.kek import load_kek
-    from issuer.services.keys import KeyPool, insert_key
+    async def start_b() -> None:
+        b = Context(settings, b_clock)
+        try:
+            await start(b)
+        finally:
+            await stop(b)
 
-    store_a = await open_store(settings)
-    kek = load_kek(settings)
-    pool = KeyPool(settings.signing_alg, settings.rsa_key_size)
-    b = Ctx(settings, clock)
+    def run_b() -> None:
+        try:
+            asyncio.run(start_b())
+        except BaseException as exc:  # reported by the test below
+            b_failed.append(exc)
+
+    b_thread = threading.Thread(target=run_b)
+    b_thread.start()
+    a = Context(settings, clock)
     try:
-        async with store_a.key_schedule() as tx:
-            b_started = asyncio.create_task(start(b))
-            await asyncio.sleep(0.5)  # B has read the clock and waits for the lock
-            clock.advance(1)
-            now = clock.now()
-            await insert_key(tx, kek, await pool.take(), now, now)
-            later = now + timedelta(seconds=settings.key_rotation_interval)
-            await insert_key(tx, kek, await pool.take(), later, now)
-        await b_started
-        assert sorted(v.state for v in b.keyring.views()) == [KeyState.ACTIVE, KeyState.PENDING]
+        assert await asyncio.to_thread(b_clock.first_read.wait, 60), "B never read the clock"
+        clock.advance(1)
+        await start(a)
     finally:
-        await stop(b)
-        await store_a.close()
+        b_clock.go_on.set()
+        await asyncio.to_thread(b_thread.join, 60)
+    try:
+        assert not b_thread.is_alive()
+        assert b_failed == []
+        keys = await a.store.list_keys()
+        assert sorted(v.state for v in derive_schedule(keys, clock.now(), RETENTION)) == [
+            KeyState.ACTIVE,
+            KeyState.PENDING,
+        ], [(k.kid, k.activates_at) for k in keys]
+    finally:
+        await stop(a)

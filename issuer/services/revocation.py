@@ -136,7 +136,8 @@ class FeedPage:
 
 
 def parse_cursor(after: str | None) -> int:
-    if after is None:
+    # An empty after (`?after=$NEXT` before the first poll) means from the beginning.
+    if not after:
         return 0
     if not after.isascii() or not after.isdigit() or len(after) > 18:
         raise InvalidRequestError("after must be a cursor returned as next by this endpoint")

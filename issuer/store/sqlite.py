@@ -110,15 +110,20 @@ class SQLiteStore(SQLiteUserStore):
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
         db.row_factory = sqlite3.Row
-        for pragma in (
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
-            "PRAGMA busy_timeout = 30000",
-            "PRAGMA foreign_keys = ON",
-            # Freed pages are zeroed, so destroyed private keys leave no copy in the file.
-            "PRAGMA secure_delete = ON",
-        ):
-            await db.execute(pragma)
+        try:
+            for pragma in (
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = NORMAL",
+                "PRAGMA busy_timeout = 30000",
+                "PRAGMA foreign_keys = ON",
+                # Freed pages are zeroed, so destroyed private keys leave no copy in the file.
+                "PRAGMA secure_delete = ON",
+            ):
+                await db.execute(pragma)
+        except BaseException:
+            # Not a database (a directory, another file): stop the connection's thread.
+            await db.close()
+            raise
         return cls(db)
 
     async def close(self) -> None:

@@ -32,7 +32,16 @@ async def scrape(admin: TestClient[Any, Any]) -> tuple[str, Samples]:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """The sample's value; a missing series fails (it is not 0)."""
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"no series {name}{labels or ''} in /metrics"
+    return samples[key]
+
+
+def increase(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    """How much a counter rose; a labelled counter appears at its first increment."""
+    start = before.get((name, frozenset(labels.items())), 0.0)
+    return value(after, name, **labels) - start
 
 
 async def test_metrics_needs_no_token_and_is_not_on_the_public_listener(
@@ -76,7 +85,7 @@ async def test_token_jwks_and_request_counters(
     text, after = await scrape(admin)
 
     def delta(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+        return increase(before, after, name, **labels)
 
     # admin_token's own issuance happened before the first scrape.
     assert delta("issuer_tokens_issued_total", grant="client_credentials") == 1
@@ -156,7 +165,7 @@ async def test_login_failures_and_refresh_reuse_are_counted(
     assert (await refresh(app, tokens["refresh_token"])).status == 400  # reuse
     _, after = await scrape(admin)
     for name in ("issuer_login_failures_total", "issuer_refresh_reuse_detected_total"):
-        assert value(after, name) - value(before, name) == 1, name
+        assert increase(before, after, name) == 1, name
 
 
 async def test_signing_key_available_drops_when_the_key_will_not_open(
