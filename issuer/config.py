@@ -44,8 +44,19 @@ def parse_bool(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def parse_int(text: str) -> int:
+    """A whole number; int()'s own message names Python internals, not the setting."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
 def parse_port(text: str) -> int:
-    port = int(text)
+    try:
+        port = int(text.strip())
+    except ValueError:
+        raise ValueError("expected a port number from 0 to 65535") from None
     if not 0 <= port <= 65535:
         raise ValueError("expected a port number from 0 to 65535")
     return port
@@ -86,11 +97,24 @@ def _database_url(text: str) -> str:
     return text
 
 
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _issuer_url(text: str) -> str:
     parts = urlsplit(text)
     # RFC 8414 §2: https URL with no query or fragment (http allowed for local use).
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("expected an absolute http(s) URL")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        # Tokens travel only over HTTPS (RFC 9700 §2.6 / RFC 8414 §2); plain http is
+        # for a service on this machine only.
+        raise ValueError("must be https:// unless its host is a loopback address")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or fragment (RFC 8414 §2)")
     if text.endswith("/"):
@@ -98,6 +122,10 @@ def _issuer_url(text: str) -> str:
         # every token's iss differ from what the verifiers were configured with.
         raise ValueError("must not end with / (iss is compared exactly)")
     return text
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text.strip() else None
 
 
 def _non_empty(text: str) -> str:
@@ -154,6 +182,17 @@ class Settings:
     login_max_failures_per_address: int = 50
     login_window: int = 900
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Slow and idle connections (per worker). A client gets this long from connecting
+    # to the end of its first request's head, and from the head to the end of the body;
+    # an idle kept-alive connection is closed after keepalive_timeout.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    max_connections: int = 800
+    admin_max_connections: int = 64
+    # TLS terminated by the service itself (both or neither).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     log_level: str = "INFO"
     log_format: str = "json"
     # Browser login: the name on the login page, an operator's stylesheet for it, and how
@@ -221,6 +260,15 @@ class Settings:
             "must be at least 1",
         )
         need(self.login_window >= 1, "login_window", "must be at least 1 second")
+        for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
+            need(getattr(self, name) > 0, name, "must be more than 0 seconds")
+        need(self.max_connections >= 1, "max_connections", "must be at least 1")
+        need(self.admin_max_connections >= 1, "admin_max_connections", "must be at least 1")
+        need(
+            (self.tls_cert_file is None) == (self.tls_key_file is None),
+            "tls_key_file" if self.tls_key_file is None else "tls_cert_file",
+            "set both ISSUER_TLS_CERT_FILE and ISSUER_TLS_KEY_FILE, or neither",
+        )
         need(
             60 <= self.browser_session_ttl <= 30 * 86400,
             "browser_session_ttl",
@@ -257,6 +305,20 @@ class Settings:
         return cls(**values)
 
 
+def parse_seconds(text: str) -> float:
+    """A duration (``parse_duration``) or a decimal number of seconds such as ``0.5``."""
+    try:
+        return float(parse_duration(text))
+    except ValueError:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError("expected a duration such as 0.5, 10, 90s or 2m") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("expected a finite number of seconds") from None
+        return value
+
+
 def _shown(name: str, raw: str) -> str:
     if name == "kek":
         return "a hidden value"
@@ -283,7 +345,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "kek_file": Path,
     "kek": parse_kek_list,
     "signing_alg": _choice(SIGNING_ALGS, str),
-    "rsa_key_size": _choice(RSA_KEY_SIZES, int),
+    "rsa_key_size": _choice(RSA_KEY_SIZES, parse_int),
     "access_token_ttl": parse_duration,
     "key_rotation_interval": parse_duration,
     "key_publish_lead": parse_duration,
@@ -291,19 +353,26 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "clock_leeway": parse_duration,
     "key_refresh_interval": parse_duration,
     "auto_migrate": parse_bool,
-    "workers": int,
+    "workers": parse_int,
     "shutdown_grace": parse_duration,
     "refresh_token_ttl": parse_duration,
     "refresh_idle_ttl": parse_duration,
     "refresh_reuse_grace": parse_duration,
-    "login_max_failures": int,
-    "login_max_failures_per_address": int,
+    "login_max_failures": parse_int,
+    "login_max_failures_per_address": parse_int,
     "login_window": parse_duration,
     "trusted_proxies": parse_networks,
+    "header_timeout": parse_seconds,
+    "body_timeout": parse_seconds,
+    "keepalive_timeout": parse_seconds,
+    "max_connections": parse_int,
+    "admin_max_connections": parse_int,
+    "tls_cert_file": _optional_path,
+    "tls_key_file": _optional_path,
     "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR"), str.upper),
     "log_format": _choice(("json", "text"), str.lower),
     "display_name": _non_empty,
-    "login_stylesheet": Path,
+    "login_stylesheet": _optional_path,
     "browser_session_ttl": parse_duration,
 }
 # Variables read elsewhere (tests, tooling) that are not settings of the server.

@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,13 @@ def load_kek(settings: Settings, *, create: bool = True) -> KeyEncryptionKeys:
             )
         _create_kek_file(path)
     try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            # Whoever reads the KEK can unwrap every signing key in the database.
+            raise ConfigError(
+                f"ISSUER_KEK_FILE: {path.absolute()} is open to group or others "
+                f"(mode {mode:04o}): chmod 600 it"
+            )
         doc = json.loads(path.read_text("utf-8"))
         keys = doc["keys"]
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
@@ -72,7 +80,8 @@ def load_kek(settings: Settings, *, create: bool = True) -> KeyEncryptionKeys:
         raise ConfigError(f"ISSUER_KEK_FILE: cannot read {path}: {exc.strerror}") from None
     except (ValueError, KeyError, TypeError):
         raise ConfigError(
-            f'ISSUER_KEK_FILE: {path} is not {{"keys": ["<base64url 32 bytes>", ...]}}'
+            f'ISSUER_KEK_FILE: {path} is not {{"keys": ["<base64url 32 bytes>", ...]}} '
+            "(each key 256 bits)"
         ) from None
 
 

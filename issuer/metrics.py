@@ -60,6 +60,18 @@ class _Metrics:
         self.jwks_requests = Counter(
             "issuer_jwks_requests", "JWKS requests, by response status", ["status"], registry=r
         )
+        self.connections_closed = Counter(
+            "issuer_connections_closed",
+            "Connections the service closed or refused, by listener and reason "
+            "(limit, header_timeout, body_timeout)",
+            ["listener", "reason"],
+            registry=r,
+        )
+        self.client_disconnects = Counter(
+            "issuer_client_disconnects",
+            "Requests whose client hung up before its body was read (499 in the access log)",
+            registry=r,
+        )
         self.request_duration = Histogram(
             "issuer_http_request_duration_seconds",
             "HTTP request duration, by route template, method and status",
@@ -95,6 +107,14 @@ def refresh_reuse_detected() -> None:
 
 def jwks_served(status: int) -> None:
     _metrics().jwks_requests.labels(status=str(status)).inc()
+
+
+def connection_closed(listener: str, reason: str) -> None:
+    _metrics().connections_closed.labels(listener=listener, reason=reason).inc()
+
+
+def client_disconnected() -> None:
+    _metrics().client_disconnects.inc()
 
 
 def request_observed(route: str, method: str, status: int, seconds: float) -> None:

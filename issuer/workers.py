@@ -32,12 +32,21 @@ from issuer import __version__
 from issuer.app import create_app, open_store
 from issuer.appkeys import admin_app_key
 from issuer.config import Settings
+from issuer.connections import (
+    BACKLOG,
+    Certificate,
+    Guard,
+    GuardedSite,
+    Limits,
+    check_open_files,
+    limits,
+    load_certificate,
+)
 from issuer.errors import ConfigError
 from issuer.kek import load_kek
 from issuer.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("issuer.workers")
-BACKLOG = 1024
 # Time for requests on connections taken at shutdown to be read and started.
 SETTLE = 0.5
 RESTART_BACKOFF = (0.5, 30.0)
@@ -57,6 +66,26 @@ def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def _ports(settings: Settings) -> tuple[tuple[str, str, int], tuple[str, str, int]]:
+    return (
+        ("ISSUER_PORT", settings.host, settings.port),
+        ("ISSUER_ADMIN_PORT", settings.admin_host, settings.admin_port),
+    )
+
+
+def bind(name: str, host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """The listening socket, or one line naming the setting (busy port, unknown host)."""
+    try:
+        return listen_socket(host, port, reuse_port=reuse_port)
+    except socket.gaierror as exc:
+        host_name = "ISSUER_HOST" if name == "ISSUER_PORT" else "ISSUER_ADMIN_HOST"
+        raise ConfigError(f"{host_name}: cannot resolve {host!r}: {exc.strerror}") from None
+    except OSError as exc:
+        # create_server's strerror repeats the address in Python's words; errno's is enough.
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"{name}: cannot listen on {host}:{port}: {why}") from None
+
+
 def take_queued(sock: socket.socket) -> list[socket.socket]:
     """Connections the kernel completed but nobody accepted yet: closing would reset them."""
     taken: list[socket.socket] = []
@@ -73,10 +102,15 @@ def take_queued(sock: socket.socket) -> list[socket.socket]:
 class Listener:
     runner: web.AppRunner
     sock: socket.socket
-    site: web.SockSite | None = None
+    limits: Limits
+    tls: Certificate | None = None
+    site: GuardedSite | None = None
 
     async def start(self) -> None:
-        self.site = web.SockSite(self.runner, self.sock)
+        assert self.runner.server is not None
+        self.guard = Guard(self.runner.server, self.limits)
+        tls = self.tls.context if self.tls is not None else None
+        self.site = GuardedSite(self.runner, self.sock, self.guard, tls)
         await self.site.start()
 
     async def stop_accepting(self) -> None:
@@ -86,58 +120,89 @@ class Listener:
         # synchronously), so no connection can slip into the queue in between.
         await self.site.stop()
         loop = asyncio.get_running_loop()
+        tls = self.tls.context if self.tls is not None else None
         for conn in queued:
-            await loop.connect_accepted_socket(self.runner.server, sock=conn)  # type: ignore[arg-type]
+            await loop.connect_accepted_socket(
+                self.guard,
+                sock=conn,
+                ssl=tls,
+                ssl_handshake_timeout=self.limits.header_timeout if tls else None,
+            )
 
 
 async def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     """Serve both listeners in this process until SIGTERM or SIGINT; then drain and exit 0."""
+    check_open_files(settings)
+    certificate = load_certificate(settings)
+    # Bind before opening the database: a busy port is the operator's to fix, and
+    # says so in one line, without a database having been created for nothing.
+    socks: list[socket.socket] = []
+    try:
+        for name, host, port in _ports(settings):
+            socks.append(bind(name, host, port, reuse_port=reuse_port))
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
     app = create_app(settings)
     grace = settings.shutdown_grace
     public_runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace)
     admin_runner = web.AppRunner(app[admin_app_key], access_log=None, shutdown_timeout=grace)
-    await public_runner.setup()
-    await admin_runner.setup()
     listeners: list[Listener] = []
     try:
-        for runner, host, port in (
-            (public_runner, settings.host, settings.port),
-            (admin_runner, settings.admin_host, settings.admin_port),
+        await public_runner.setup()
+        await admin_runner.setup()
+        for runner, sock, lim in zip(
+            (public_runner, admin_runner), socks, limits(settings), strict=True
         ):
-            listeners.append(Listener(runner, listen_socket(host, port, reuse_port=reuse_port)))
+            listeners.append(Listener(runner, sock, lim, certificate))
         for listener in listeners:
             await listener.start()
+        scheme = "https" if certificate is not None else "http"
         log.info(
-            "issuer %s serving on http://%s:%d (admin http://%s:%d), iss=%s",
+            "issuer %s serving on %s://%s:%d (admin %s://%s:%d), iss=%s",
             __version__,
+            scheme,
             settings.host,
-            listeners[0].sock.getsockname()[1],
+            socks[0].getsockname()[1],
+            scheme,
             settings.admin_host,
-            listeners[1].sock.getsockname()[1],
+            socks[1].getsockname()[1],
             settings.issuer,
         )
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        orphan_watch = None
+        loop.add_signal_handler(signal.SIGHUP, _reload, certificate)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+        background = []
+        if certificate is not None:
+            background.append(asyncio.create_task(certificate.watch(), name="tls-watch"))
         if reuse_port:
-            orphan_watch = asyncio.create_task(_stop_when_orphaned(stopping))
+            background.append(asyncio.create_task(_stop_when_orphaned(stopping)))
         await stopping.wait()
-        if orphan_watch is not None:
-            orphan_watch.cancel()
+        for task in background:
+            task.cancel()
         log.info("stopping: draining requests in flight (up to %ss)", grace)
         for listener in listeners:
             await listener.stop_accepting()
         await asyncio.sleep(SETTLE)
     finally:
-        for listener in listeners:
-            listener.sock.close()
+        for sock in socks:
+            sock.close()
         # Admin first: the public app's cleanup closes the store both use.
         await admin_runner.cleanup()
         await public_runner.cleanup()
     log.info("stopped")
     return 0
+
+
+def _reload(certificate: Certificate | None) -> None:
+    if certificate is None:
+        log.info("SIGHUP: no TLS certificate to reload (ISSUER_TLS_CERT_FILE is not set)")
+    else:
+        certificate.reload()
 
 
 async def _stop_when_orphaned(stopping: asyncio.Event) -> None:
@@ -152,16 +217,20 @@ async def _stop_when_orphaned(stopping: asyncio.Event) -> None:
 # -- the parent -----------------------------------------------------------------------
 
 
-def check_ports_free(settings: Settings) -> None:
-    """SO_REUSEPORT would let us share a port with another server: refuse that up front."""
-    for name, host, port in (
-        ("ISSUER_PORT", settings.host, settings.port),
-        ("ISSUER_ADMIN_PORT", settings.admin_host, settings.admin_port),
-    ):
-        try:
-            listen_socket(host, port, reuse_port=False).close()
-        except OSError as exc:
-            raise ConfigError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
+def check_ports(settings: Settings, count: int) -> None:
+    """SO_REUSEPORT would let us share a port with another server: refuse that up front.
+
+    Port 0 is refused with several workers: each worker binds its own socket (so
+    the kernel spreads connections over them), and each would get a different
+    random port, which no client could use.
+    """
+    for name, host, port in _ports(settings):
+        if port == 0:
+            raise ConfigError(
+                f"{name}: 0 (a random port) needs --workers 1; with {count} workers each "
+                "would listen on a different port"
+            )
+        bind(name, host, port, reuse_port=False).close()
 
 
 async def prepare(settings: Settings) -> None:
@@ -202,9 +271,16 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}
 
     async def spawn(self, slot: int) -> Worker:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "issuer", "serve", "--worker", env=self.env
-        )
+        # The worker starts with SIGHUP blocked (a blocked mask is inherited across
+        # exec) and unblocks it once its handler is installed: a reload forwarded
+        # while it starts would otherwise kill it after it has begun to listen.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "issuer", "serve", "--worker", env=self.env
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         log.info("worker %d started (pid %d)", slot, proc.pid)
         worker = self.workers[slot] = Worker(slot, proc)
         if self.stopping.is_set():
@@ -241,10 +317,18 @@ class Supervisor:
             if self.stopping.is_set():
                 return
 
+    def forward(self, sig: signal.Signals) -> None:
+        for worker in list(self.workers.values()):
+            if worker.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.send_signal(sig)
+
     async def run(self, count: int) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        # SIGHUP reloads the TLS certificate: each worker does it for itself.
+        loop.add_signal_handler(signal.SIGHUP, self.forward, signal.SIGHUP)
         tasks = [asyncio.create_task(self.keep(slot)) for slot in range(count)]
         await self.stopping.wait()
         log.info("stopping %d workers (grace %ss)", count, self.settings.shutdown_grace)
@@ -276,7 +360,9 @@ def _mark_dead(pid: int, path: Path) -> None:
 
 async def supervise(settings: Settings, count: int) -> int:
     """The parent of ``count`` workers; returns the exit code."""
-    check_ports_free(settings)
+    check_ports(settings, count)
+    check_open_files(settings)
+    load_certificate(settings)  # a bad certificate stops the parent, not N workers in a loop
     await prepare(settings)
     path, ours = metrics_dir()
     env = {**os.environ, MULTIPROC_ENV: str(path), "ISSUER_AUTO_MIGRATE": "false"}

@@ -59,6 +59,22 @@ def test_durations(text: str, seconds: int) -> None:
         ({"ISSUER_KEY_ROTATION_INTERVAL": "1h"}, "ISSUER_KEY_ROTATION_INTERVAL"),
         ({"ISSUER_ADMIN_PORT": "8080"}, "ISSUER_ADMIN_PORT"),
         ({"ISSUER_TOKEN_TTL": "5m"}, "ISSUER_TOKEN_TTL: unknown setting"),
+        ({"ISSUER_PORT": "abc"}, "ISSUER_PORT: expected a port number from 0 to 65535"),
+        ({"ISSUER_WORKERS": "two"}, "ISSUER_WORKERS: expected a whole number"),
+        ({"ISSUER_RSA_KEY_SIZE": "big"}, "ISSUER_RSA_KEY_SIZE: expected a whole number"),
+        ({"ISSUER_LOGIN_MAX_FAILURES": "x"}, "ISSUER_LOGIN_MAX_FAILURES: expected a whole"),
+        ({"ISSUER_MAX_CONNECTIONS": "lots"}, "ISSUER_MAX_CONNECTIONS: expected a whole"),
+        ({"ISSUER_MAX_CONNECTIONS": "0"}, "ISSUER_MAX_CONNECTIONS: must be at least 1"),
+        ({"ISSUER_HEADER_TIMEOUT": "0"}, "ISSUER_HEADER_TIMEOUT: must be more than 0"),
+        ({"ISSUER_BODY_TIMEOUT": "soon"}, "ISSUER_BODY_TIMEOUT: expected a duration"),
+        ({"ISSUER_KEEPALIVE_TIMEOUT": "nan"}, "ISSUER_KEEPALIVE_TIMEOUT: expected a finite"),
+        ({"ISSUER_TLS_CERT_FILE": "c.pem"}, "ISSUER_TLS_KEY_FILE: set both"),
+        ({"ISSUER_TLS_KEY_FILE": "k.pem"}, "ISSUER_TLS_CERT_FILE: set both"),
+        (
+            {"ISSUER_ISSUER": "http://issuer.example.com"},
+            "ISSUER_ISSUER: must be https:// unless its host is a loopback address",
+        ),
+        ({"ISSUER_ISSUER": "http://10.0.0.1:8080"}, "ISSUER_ISSUER: must be https://"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], fragment: str) -> None:
@@ -67,6 +83,23 @@ def test_bad_values_name_the_variable(env: dict[str, str], fragment: str) -> Non
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message
+    assert "invalid literal" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://issuer.example.com", "http://127.0.0.1:8080", "http://localhost", "http://[::1]:80"],
+)
+def test_an_issuer_is_https_or_on_this_machine(url: str) -> None:
+    assert Settings.from_env({"ISSUER_ISSUER": url}).issuer == url
+
+
+def test_connection_bounds_have_defaults_and_take_fractions() -> None:
+    s = Settings.from_env({})
+    assert (s.header_timeout, s.body_timeout, s.keepalive_timeout) == (10.0, 10.0, 75.0)
+    assert (s.max_connections, s.admin_max_connections) == (800, 64)
+    s = Settings.from_env({"ISSUER_HEADER_TIMEOUT": "0.5", "ISSUER_KEEPALIVE_TIMEOUT": "2m"})
+    assert (s.header_timeout, s.keepalive_timeout) == (0.5, 120.0)
 
 
 def test_the_kek_never_appears_in_errors_or_reprs() -> None:

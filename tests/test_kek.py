@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import stat
 from pathlib import Path
@@ -14,6 +16,8 @@ from issuer.context import Context
 from issuer.errors import ConfigError
 from issuer.jose.keys import KeyUnwrapError, unwrap_private_key, wrap_private_key
 from issuer.kek import KeyEncryptionKeys, load_kek
+from issuer.keyring import Keyring
+from issuer.services.keys import KeyService
 
 
 def test_kek_file_is_created_0600_and_reused(tmp_path: Path) -> None:
@@ -29,8 +33,33 @@ def test_kek_file_is_created_0600_and_reused(tmp_path: Path) -> None:
 def test_a_corrupt_kek_file_names_the_setting(tmp_path: Path) -> None:
     path = tmp_path / "kek.json"
     path.write_text("{not json")
-    with pytest.raises(ConfigError, match=r"^ISSUER_KEK_FILE"):
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match=r"^ISSUER_KEK_FILE: .* is not "):
         load_kek(Settings(kek_file=path))
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o620])
+def test_a_kek_file_open_to_group_or_others_stops_start_up(tmp_path: Path, mode: int) -> None:
+    settings = Settings(kek_file=tmp_path / "kek.json")
+    load_kek(settings)  # a good file, 0600
+    settings.kek_file.chmod(mode)
+    with pytest.raises(ConfigError) as info:
+        load_kek(settings)
+    assert str(info.value) == (
+        f"ISSUER_KEK_FILE: {settings.kek_file} is open to group or others "
+        f"(mode {mode:04o}): chmod 600 it"
+    )
+
+
+def test_a_kek_file_with_a_short_key_stops_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "kek.json"
+    short = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()  # 128 bits
+    path.write_text(json.dumps({"keys": [short]}))
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match=r"^ISSUER_KEK_FILE: .*\(each key 256 bits\)$"):
+        load_kek(Settings(kek_file=path))
+    with pytest.raises(ConfigError, match=r"^ISSUER_KEK: each key must be 32 bytes \(256 bits\)"):
+        Settings.from_env({"ISSUER_KEK": short})
 
 
 def test_wrapping_binds_the_kid() -> None:
@@ -56,17 +85,19 @@ async def test_private_keys_are_stored_wrapped_never_plain(ctx: Context) -> None
 
 
 async def test_kek_rotation_new_first_old_still_unwraps_then_rewrap(ctx: Context) -> None:
-    old = ctx.keyring.kek
+    old = load_kek(ctx.settings)
     rotated = KeyEncryptionKeys((b"\x02" * 32, *old.keys))
-    ctx.keyring.kek = rotated
-    signer = ctx.keyring.signer(ctx.clock.now())
-    assert signer.kid
-    count = await ctx.keyring.rewrap(actor="test")
+    # This worker restarted with the new KEK first and the old one still listed.
+    cache = Keyring(ctx.store, ctx.settings, rotated, ctx.clock)
+    await cache.load()
+    signer = cache.signer(ctx.clock.now())
+    assert signer.kid == ctx.keyring.signer(ctx.clock.now()).kid
+    keys = KeyService(ctx.store, cache, ctx.settings, rotated, ctx.clock)
+    count = await keys.rewrap(actor="test")
     assert count == 2
     for record in await ctx.store.list_keys():
         assert record.kek_id == rotated.current_id
     # The old KEK can now be dropped.
-    ctx.keyring.kek = KeyEncryptionKeys((b"\x02" * 32,))
-    ctx.keyring._snapshot = None
-    await ctx.keyring.load()
-    assert ctx.keyring.signer(ctx.clock.now()).kid == signer.kid
+    only_new = Keyring(ctx.store, ctx.settings, KeyEncryptionKeys((b"\x02" * 32,)), ctx.clock)
+    await only_new.load()
+    assert only_new.signer(ctx.clock.now()).kid == signer.kid

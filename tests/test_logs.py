@@ -13,9 +13,16 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from issuer import logs
 from issuer.context import Context
-from issuer.http.middleware import request_id_var, route_var
-from issuer.logs import JSONFormatter, TextFormatter
+from issuer.kek import load_kek
+from issuer.logs import (
+    JSONFormatter,
+    LibraryFloodFilter,
+    TextFormatter,
+    request_id_var,
+    route_var,
+)
 from tests.conftest import MakeClient, basic_auth
 
 
@@ -141,7 +148,7 @@ async def test_a_full_run_logs_access_lines_and_no_secret(
     assert error["exception"]["type"] == "RuntimeError"
     assert "the database fell over" in error["exception"]["message"]
 
-    kek = ctx.keyring.kek.keys[0]
+    kek = load_kek(ctx.settings).keys[0]
     secrets = {
         "client secret": new["client_secret"],
         "wrong secret": "hunter2-wrong-secret",
@@ -155,3 +162,38 @@ async def test_a_full_run_logs_access_lines_and_no_secret(
     }
     for what, value in secrets.items():
         assert value not in text, f"the {what} appears in the logs"
+
+
+def test_a_flood_of_library_errors_is_one_line_per_interval() -> None:
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    handler.setFormatter(JSONFormatter())
+    handler.addFilter(LibraryFloodFilter(interval=3600))
+    noisy = logging.getLogger("asyncio")
+    ours = logging.getLogger("issuer.test")
+    for logger in (noisy, ours):
+        logger.addHandler(handler)
+    try:
+        for _ in range(1000):
+            noisy.error("socket.accept() out of system resource")
+        noisy.error("another condition")
+        ours.error("our own line")
+        ours.error("our own line")
+    finally:
+        for logger in (noisy, ours):
+            logger.removeHandler(handler)
+    events = [d["event"] for d in parsed(buf)]
+    assert events == [
+        "socket.accept() out of system resource",
+        "another condition",
+        "our own line",
+        "our own line",
+    ]
+
+
+def test_overload_lines_are_one_per_condition_per_interval(log_lines: io.StringIO) -> None:
+    for _ in range(500):
+        logs.overload("test:flood", "connections refused: %s reached", "ISSUER_MAX_CONNECTIONS")
+    lines = [d for d in parsed(log_lines) if d.get("condition") == "test:flood"]
+    assert len(lines) == 1
+    assert lines[0]["event"].startswith("connections refused: ISSUER_MAX_CONNECTIONS reached")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from issuer.appkeys import context_key
+from issuer.http.login_openapi import AUTHORIZE
+from issuer.http.operations import operation
 from issuer.interaction import cookies
 from issuer.interaction.views import pages, see_other
 from issuer.services.authorization import AuthorizationPageError, Redirect, authorize
@@ -32,6 +34,7 @@ def query_params(request: web.Request) -> tuple[dict[str, str], set[str]]:
     return params, repeated
 
 
+@operation(AUTHORIZE)
 @pages
 async def handle_authorize(request: web.Request) -> web.StreamResponse:
     ctx = request.app[context_key]

@@ -1,5 +1,5 @@
-"""Wiring of browser login: the authorization endpoint, the pages, UserInfo, CORS,
-discovery metadata, and the admin routes for consents."""
+"""Routes of browser login: the authorization endpoint, the pages, UserInfo, and the
+admin routes for consents (CORS and discovery are wired in create_app and public)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from issuer.appkeys import context_key
-from issuer.http.admin import actor
+from issuer.http.auth import actor
 from issuer.http.authorize import handle_authorize
-from issuer.http.middleware import json_response
+from issuer.http.login_openapi import LIST_CONSENTS, WITHDRAW_CONSENT
+from issuer.http.operations import operation
+from issuer.http.render import json_response
 from issuer.http.userinfo import handle_userinfo
 from issuer.interaction import views
 from issuer.services import oidc
@@ -18,12 +20,10 @@ from issuer.services.browser_sessions import login_store
 
 
 def add_routes(app: web.Application) -> None:
-    ctx = app[context_key]
     app.router.add_get("/authorize", handle_authorize)
     app.router.add_get("/userinfo", handle_userinfo)
     app.router.add_post("/userinfo", handle_userinfo)
     views.add_routes(app)
-    ctx.extra_metadata.update(oidc.metadata(ctx.settings, ["openid"]))
 
 
 def consent_json(consent: oidc.ConsentRecord) -> dict[str, Any]:
@@ -34,12 +34,14 @@ def consent_json(consent: oidc.ConsentRecord) -> dict[str, Any]:
     }
 
 
+@operation(LIST_CONSENTS)
 async def handle_list_consents(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     consents = await oidc.list_consents(login_store(ctx.store), request.match_info["id"])
     return json_response({"consents": [consent_json(c) for c in consents]})
 
 
+@operation(WITHDRAW_CONSENT)
 async def handle_withdraw_consent(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     await oidc.withdraw_consent(

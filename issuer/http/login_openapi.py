@@ -1,5 +1,6 @@
-"""OpenAPI 3.1 path groups for browser login (the shape of ``issuer.http.openapi``'s
-groups): the authorization endpoint, the pages, UserInfo, and the admin's consent routes.
+"""OpenAPI 3.1 operations of browser login, attached to their handlers with
+:func:`issuer.http.operations.operation`: the authorization endpoint, the pages,
+UserInfo, and the admin's consent routes.
 
 The pages answer HTML (``text/html``); ``/authorize`` answers a redirect, or an
 error page when the client or its redirect URI cannot be trusted.
@@ -9,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from issuer.context import Context
-
 Doc = dict[str, Any]
+Paths = dict[str, Doc]
 ERROR = {"$ref": "#/components/schemas/OAuthError"}
 HTML = {"text/html": {"schema": {"type": "string"}}}
 
@@ -58,7 +58,7 @@ def _form(properties: dict[str, str], required: list[str]) -> Doc:
     return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": schema}}}
 
 
-def browser_login_paths(ctx: Context) -> Paths:
+def _public_paths() -> Paths:
     interaction = {
         "name": "interaction_id",
         "in": "path",
@@ -210,10 +210,7 @@ def browser_login_paths(ctx: Context) -> Paths:
     }
 
 
-Paths = dict[str, Doc]
-
-
-def admin_consent_paths(ctx: Context) -> Paths:
+def _admin_paths() -> Paths:
     user = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     client = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}
     bearer = {
@@ -258,3 +255,17 @@ def admin_consent_paths(ctx: Context) -> Paths:
             }
         },
     }
+
+
+_PUBLIC = _public_paths()
+_ADMIN = _admin_paths()
+AUTHORIZE = _PUBLIC["/authorize"]["get"]
+INTERACTION = _PUBLIC["/interaction/{interaction_id}"]["get"]
+LOGIN = _PUBLIC["/interaction/{interaction_id}/login"]["post"]
+CONSENT = _PUBLIC["/interaction/{interaction_id}/consent"]["post"]
+END_SESSION = _PUBLIC["/end_session"]["get"]
+END_SESSION_FORM = _PUBLIC["/end_session"]["post"]
+USERINFO = _PUBLIC["/userinfo"]["get"]
+STYLESHEET = _PUBLIC["/assets/login.css"]["get"]
+LIST_CONSENTS = _ADMIN["/admin/users/{id}/consents"]["get"]
+WITHDRAW_CONSENT = _ADMIN["/admin/users/{id}/consents/{client_id}"]["delete"]

@@ -14,6 +14,15 @@ from issuer.appkeys import context_key
 from issuer.errors import IssuerError
 from issuer.http.addresses import client_address
 from issuer.http.forms import Form, read_form
+from issuer.http.login_openapi import (
+    CONSENT,
+    END_SESSION,
+    END_SESSION_FORM,
+    INTERACTION,
+    LOGIN,
+    STYLESHEET,
+)
+from issuer.http.operations import operation
 from issuer.interaction import cookies
 from issuer.interaction.pages import error_page, render
 from issuer.services import interaction, oidc
@@ -82,6 +91,7 @@ def interaction_page(
     )
 
 
+@operation(INTERACTION)
 @pages
 async def handle_interaction(request: web.Request) -> web.StreamResponse:
     ctx = request.app[context_key]
@@ -94,6 +104,7 @@ async def handle_interaction(request: web.Request) -> web.StreamResponse:
     return interaction_page(request, page)
 
 
+@operation(LOGIN)
 @pages
 async def handle_login(request: web.Request) -> web.StreamResponse:
     ctx = request.app[context_key]
@@ -137,6 +148,7 @@ async def handle_login(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@operation(CONSENT)
 @pages
 async def handle_consent(request: web.Request) -> web.StreamResponse:
     ctx = request.app[context_key]
@@ -160,9 +172,21 @@ def _logout_params(request: web.Request, form: Form | None) -> dict[str, str]:
     return {k: v for k, v in request.query.items() if v}
 
 
+@operation(END_SESSION)
 @pages
 async def handle_end_session(request: web.Request) -> web.StreamResponse:
-    """OpenID Connect RP-Initiated Logout 1.0: GET asks, the form's POST signs out."""
+    """OpenID Connect RP-Initiated Logout 1.0: GET asks."""
+    return await _end_session(request)
+
+
+@operation(END_SESSION_FORM)
+@pages
+async def handle_end_session_form(request: web.Request) -> web.StreamResponse:
+    """The confirmation form's POST signs out."""
+    return await _end_session(request)
+
+
+async def _end_session(request: web.Request) -> web.StreamResponse:
     ctx = request.app[context_key]
     settings = ctx.settings
     store = login_store(ctx.store)
@@ -216,6 +240,7 @@ def stylesheet_handler(path: str | None) -> Handler:
     """The built-in stylesheet, or the operator's (``ISSUER_LOGIN_STYLESHEET``), read once."""
     cached: list[bytes] = []
 
+    @operation(STYLESHEET)
     async def handle_stylesheet(request: web.Request) -> web.StreamResponse:
         if not cached:
             if path is None:
@@ -240,6 +265,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/interaction/{interaction_id}/login", handle_login)
     app.router.add_post("/interaction/{interaction_id}/consent", handle_consent)
     app.router.add_get("/end_session", handle_end_session)
-    app.router.add_post("/end_session", handle_end_session)
+    app.router.add_post("/end_session", handle_end_session_form)
     stylesheet = None if settings.login_stylesheet is None else str(settings.login_stylesheet)
     app.router.add_get("/assets/login.css", stylesheet_handler(stylesheet))

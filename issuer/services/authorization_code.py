@@ -26,8 +26,8 @@ from issuer.jose.id_token import IdTokenRequest, id_token_claims
 from issuer.jose.tokens import ID_TOKEN_TYP
 from issuer.keyring import Keyring
 from issuer.services.authorization import hash_code
-from issuer.services.grants import TokenResponse, issue_access_token
-from issuer.services.sessions import open_family
+from issuer.services.grants import TokenResponse
+from issuer.services.sessions import start_session
 from issuer.store.base import AuditEvent, ClientRecord
 from issuer.store.login_base import AuthorizationCodeRecord, BrowserLoginStore
 
@@ -98,18 +98,11 @@ async def exchange_code(
                 and user is not None
                 and not user.disabled
             ):
-                access = issue_access_token(
-                    keyring,
-                    settings,
-                    clock,
-                    subject=user.user_id,
-                    client_id=client.client_id,
-                    scope=found.scope,
-                    roles=user.roles,
+                access = await start_session(
+                    tx, keyring, settings, clock, user=user, client=client, scope=found.scope
                 )
-                refresh, family_id = await open_family(
-                    tx, settings, now, user, client, found.scope, access
-                )
+                family_id = await tx.family_of_access_token(str(access.claims["jti"]))
+                assert family_id is not None  # recorded by start_session in this transaction
                 await tx.set_code_family(code_hash, family_id)
                 if found.session_hash is not None:
                     await tx.link_session_family(family_id, found.session_hash)
@@ -124,7 +117,6 @@ async def exchange_code(
                 )
                 tokens = replace(
                     access,
-                    refresh_token=refresh,
                     id_token=_id_token(keyring, settings, clock, found, access.access_token),
                 )
                 outcome = Outcome.ISSUED

@@ -10,18 +10,17 @@ import asyncio
 import logging
 import random
 from datetime import timedelta
-from typing import cast
 
 from issuer.clock import Clock
 from issuer.config import Settings
-from issuer.store.base import Store, UserStore
+from issuer.store.base import Store
 from issuer.store.login_base import browser_login_store
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL = 600.0
 
 
-async def purge_expired(store: UserStore, settings: Settings, clock: Clock) -> int:
+async def purge_expired(store: Store, settings: Settings, clock: Clock) -> int:
     # An access-token record matters until its token is past exp + leeway; a login
     # counter until its window is over. Keep both a little past the longer of the two.
     keep = timedelta(
@@ -29,12 +28,12 @@ async def purge_expired(store: UserStore, settings: Settings, clock: Clock) -> i
     )
     now = clock.now()
     deleted = await store.purge_expired(now, keep)
-    async with browser_login_store(cast(Store, store)).login() as tx:
+    async with browser_login_store(store).login() as tx:
         deleted += await tx.purge_login(now, keep)
     return deleted
 
 
-async def run_purger(store: UserStore, settings: Settings, clock: Clock) -> None:
+async def run_purger(store: Store, settings: Settings, clock: Clock) -> None:
     while True:
         # Jittered, so replicas started together do not purge in step.
         await asyncio.sleep(PURGE_INTERVAL * random.uniform(0.5, 1.5))

@@ -30,7 +30,7 @@ from issuer.services.browser_sessions import (
     hash_secret,
     open_browser_session,
 )
-from issuer.services.login import check_password
+from issuer.services.login import check_password, confirm_login
 from issuer.store.base import AuditEvent, ClientRecord
 from issuer.store.login_base import (
     BrowserLoginStore,
@@ -169,7 +169,7 @@ async def login(
     if not username or not password:
         raise LoginFailedError(form, "Enter your username and password.", 400)
     try:
-        user = await check_password(
+        checked = await check_password(
             store,
             settings,
             clock,
@@ -190,9 +190,12 @@ async def login(
     except IssuerError:
         # Too long a username or password: the same answer, nothing more to say.
         raise LoginFailedError(form, "The username or password is wrong.", 400) from None
+    user = checked.user
     now = clock.now()
     wants_consent = await needs_consent(store, client, request, user.user_id)
+    # The login's bookkeeping, its session and its code (or consent step) commit together.
     async with store.login() as tx:
+        await confirm_login(tx, clock, checked)
         secret, session = await open_browser_session(tx, settings, now, user.user_id)
         await tx.add_audit(
             AuditEvent(

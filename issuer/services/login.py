@@ -13,6 +13,7 @@ neither the body nor the time tells them apart.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from issuer import metrics
 from issuer.clock import Clock
@@ -28,16 +29,16 @@ from issuer.services.grants import TokenResponse
 from issuer.services.passwords import check_length, hash_password, verify_password
 from issuer.services.scopes import grant_scope
 from issuer.services.sessions import start_session
-from issuer.services.throttle import attempt_succeeded, begin_attempt
+from issuer.services.throttle import Attempt, attempt_succeeded, begin_attempt
 from issuer.services.users import MAX_USERNAME, username_key
-from issuer.store.base import AuditEvent, ClientRecord, UserRecord, UserStore
+from issuer.store.base import AuditEvent, ClientRecord, Store, StoreTx, UserRecord
 
 log = logging.getLogger(__name__)
 BAD_LOGIN = "the username or password is wrong"
 
 
 async def password_grant(
-    store: UserStore,
+    store: Store,
     keyring: Keyring,
     settings: Settings,
     clock: Clock,
@@ -52,26 +53,41 @@ async def password_grant(
         raise UnauthorizedClientError("only first-party clients may use the password grant")
     scope = grant_scope(requested_scope, client.scopes)
     actor = f"client:{client.client_id}"
-    user = await check_password(
+    checked = await check_password(
         store, settings, clock, username=username, password=password, address=address, actor=actor
     )
-    tokens = await start_session(
-        store, keyring, settings, clock, user=user, client=client, scope=scope
-    )
-    await store.add_audit(
-        AuditEvent(
-            clock.now(),
-            actor,
-            "login.success",
-            user.user_id,
-            {"scope": " ".join(scope), "address": address},
+    user = checked.user
+    # The bookkeeping of a login commits together: counters, rehash, session, audit.
+    async with store.transaction() as tx:
+        await confirm_login(tx, clock, checked)
+        tokens = await start_session(
+            tx, keyring, settings, clock, user=user, client=client, scope=scope
         )
-    )
+        await tx.add_audit(
+            AuditEvent(
+                clock.now(),
+                actor,
+                "login.success",
+                user.user_id,
+                {"scope": " ".join(scope), "address": address},
+            )
+        )
+    if checked.new_hash is not None:
+        log.info("rehashed the password of user %s with current parameters", user.user_id)
     return tokens
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedPassword:
+    """A right password: the user, and what :func:`confirm_login` must commit."""
+
+    user: UserRecord
+    attempt: Attempt
+    new_hash: str | None = field(repr=False)
+
+
 async def check_password(
-    store: UserStore,
+    store: Store,
     settings: Settings,
     clock: Clock,
     *,
@@ -79,11 +95,10 @@ async def check_password(
     password: str,
     address: str | None,
     actor: str,
-) -> UserRecord:
-    """The user whose password this is, with the throttling, audit and timing rules above.
-
-    Shared by the password grant and the browser login page (one set of rules).
-    """
+) -> CheckedPassword:
+    """The user whose password this is, under the rules above (throttling, one answer and
+    one cost for every failure, the audit). Shared by the password grant and the login
+    page; the caller commits :func:`confirm_login` in its unit of work."""
     # Refused before any hashing: a megabyte password must not cost a megabyte of argon2.
     check_length(password)
     if len(username) > 4 * MAX_USERNAME:
@@ -119,12 +134,15 @@ async def check_password(
             )
         )
         raise InvalidGrantError(BAD_LOGIN)
-    await attempt_succeeded(store, attempt)
-    if needs_rehash:
-        # The parameters were raised since this hash was made: upgrade it now that we
-        # hold the password (argon2 check_needs_rehash).
-        await store.update_user(
-            user.user_id, clock.now(), password_hash=await hash_password(password)
-        )
-        log.info("rehashed the password of user %s with current parameters", user.user_id)
-    return user
+    # The parameters were raised since this hash was made: upgrade it now that we hold
+    # the password (argon2 check_needs_rehash). Hashed before the unit of work, which
+    # must not hold SQLite's write lock through argon2.
+    new_hash = await hash_password(password) if needs_rehash else None
+    return CheckedPassword(user, attempt, new_hash)
+
+
+async def confirm_login(tx: StoreTx, clock: Clock, checked: CheckedPassword) -> None:
+    """Inside the login's unit of work: reset the counters, store an upgraded hash."""
+    await attempt_succeeded(tx, checked.attempt)
+    if checked.new_hash is not None:
+        await tx.update_user(checked.user.user_id, clock.now(), password_hash=checked.new_hash)

@@ -1,7 +1,7 @@
 """What browser login needs from a store: sessions, interactions, codes, consents.
 
-Both stores implement :class:`LoginStore`; a :class:`LoginTx` is a session
-transaction (:class:`issuer.store.base.SessionTx`) that can also spend a code,
+Both stores implement :class:`LoginStore`; a :class:`LoginTx` is the store's
+unit of work (:class:`issuer.store.base.StoreTx`) that can also spend a code,
 so a code exchange and the refresh family it starts commit together.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from issuer.store.base import SessionTx, Store, UserStore
+from issuer.store.base import Store, StoreTx
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ class LoginReads(Protocol):
         ...
 
 
-class LoginTx(SessionTx, LoginReads, Protocol):
+class LoginTx(StoreTx, LoginReads, Protocol):
     async def purge_login(self, now: datetime, keep: timedelta) -> int: ...
 
     async def insert_browser_session(self, session: BrowserSessionRecord) -> None: ...
@@ -112,7 +112,7 @@ class LoginStore(LoginReads, Protocol):
         ...
 
 
-class BrowserLoginStore(Store, UserStore, LoginStore, Protocol):
+class BrowserLoginStore(Store, LoginStore, Protocol):
     """Everything browser login touches: clients, users, sessions and its own tables."""
 
 

@@ -1,29 +1,17 @@
-"""Browser login on PostgreSQL: the session transaction plus the login statements."""
+"""Browser login on PostgreSQL: the store's reads; writes go through ``transaction()``,
+whose :class:`issuer.store.postgres.PostgresTx` carries the login statements."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from issuer.store.login_base import BrowserSessionRecord, ConsentRecord, InteractionRecord
-from issuer.store.login_sql import LoginStatements
-from issuer.store.postgres_sessions import PostgresSessionTx
 
 if TYPE_CHECKING:
     from issuer.store.postgres import PostgresTx
-
-
-class PostgresLoginTx(LoginStatements, PostgresSessionTx):
-    postgres = True
-
-    async def _rows(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
-        return list(await self.conn.fetch(self._sql(sql), *args))
-
-    async def _exec(self, sql: str, *args: Any) -> None:
-        await self.conn.execute(self._sql(sql), *args)
 
 
 class PostgresLoginStore:
@@ -35,18 +23,12 @@ class PostgresLoginStore:
 
         def transaction(self) -> AbstractAsyncContextManager[PostgresTx]: ...
 
-    def login(self) -> AbstractAsyncContextManager[PostgresLoginTx]:
-        return self._login()
+    def login(self) -> AbstractAsyncContextManager[PostgresTx]:
+        return self.transaction()
 
-    @asynccontextmanager
-    async def _login(self) -> AsyncIterator[PostgresLoginTx]:
-        async with self.transaction() as tx:
-            yield PostgresLoginTx(tx.conn)
-
-    @asynccontextmanager
-    async def _reader(self) -> AsyncIterator[PostgresLoginTx]:
-        async with self.pool.acquire() as conn:
-            yield PostgresLoginTx(conn)
+    def _reader(self) -> AbstractAsyncContextManager[PostgresTx]:
+        # A read-only transaction: one statement each, nothing locked.
+        return self.transaction()
 
     async def get_browser_session(self, session_hash: str) -> BrowserSessionRecord | None:
         async with self._reader() as tx:
