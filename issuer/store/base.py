@@ -167,6 +167,14 @@ class SessionTx(Protocol):
     ) -> None: ...
     async def add_audit(self, event: AuditEvent) -> None: ...
 
+    # Login throttling: failed-login counters per fixed window (services/throttle.py).
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int: ...
+    async def add_login_failure(self, kind: str, key: str, window_start: datetime) -> int:
+        """Add one failure to the window's counter (atomic upsert); the new count."""
+        ...
+
+    async def clear_login_failures(self, kind: str, key: str) -> None: ...
+
 
 class UserStore(Protocol):
     """What the users and sessions services need from a store (both stores implement it)."""
@@ -200,14 +208,8 @@ class UserStore(Protocol):
         """Live entries after ``after`` in order, and the highest sequence number seen."""
         ...
 
-    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
-        """Add one to the window's counter (atomic upsert) and return the new count."""
-        ...
-
-    async def forget_login_attempt(
-        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
-    ) -> None:
-        """Take one attempt back (``all_``: clear the key's counters)."""
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int:
+        """The failures counted under ``key`` in the window (0 when none)."""
         ...
 
     async def purge_expired(self, now: datetime, keep: timedelta) -> int:

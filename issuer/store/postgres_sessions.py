@@ -77,9 +77,41 @@ WHERE t.token_hash = $1
 """
 
 
+_LOGIN_FAILURES = (
+    "SELECT count FROM login_failures WHERE kind = $1 AND key = $2 AND window_start = $3"
+)
+
+
 class PostgresSessionTx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int:
+        count = await self.conn.fetchval(_LOGIN_FAILURES, kind, key, window_start)
+        return int(count or 0)
+
+    async def add_login_failure(self, kind: str, key: str, window_start: datetime) -> int:
+        # Old windows go as new ones start, so the table stays small.
+        await self.conn.execute(
+            "DELETE FROM login_failures WHERE kind = $1 AND key = $2 AND window_start < $3",
+            kind,
+            key,
+            window_start,
+        )
+        count = await self.conn.fetchval(
+            "INSERT INTO login_failures (kind, key, window_start, count)"
+            " VALUES ($1, $2, $3, 1) ON CONFLICT (kind, key, window_start)"
+            " DO UPDATE SET count = login_failures.count + 1 RETURNING count",
+            kind,
+            key,
+            window_start,
+        )
+        return int(count)
+
+    async def clear_login_failures(self, kind: str, key: str) -> None:
+        await self.conn.execute(
+            "DELETE FROM login_failures WHERE kind = $1 AND key = $2", kind, key
+        )
 
     async def lock_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
         row = await self.conn.fetchrow(_FIND_REFRESH + " FOR UPDATE OF f", token_hash)
@@ -309,23 +341,9 @@ class PostgresUserStore:
         entries = [RevocationEntry(r["seq"], r["kind"], r["subject"], r["at"]) for r in rows]
         return entries, int(top or 0)
 
-    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
-        async with self.transaction() as tx:
-            await tx.conn.execute(
-                "DELETE FROM login_failures WHERE kind = $1 AND key = $2 AND window_start < $3",
-                kind,
-                key,
-                window_start,
-            )
-            count = await tx.conn.fetchval(
-                "INSERT INTO login_failures (kind, key, window_start, count)"
-                " VALUES ($1, $2, $3, 1) ON CONFLICT (kind, key, window_start)"
-                " DO UPDATE SET count = login_failures.count + 1 RETURNING count",
-                kind,
-                key,
-                window_start,
-            )
-        return int(count)
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int:
+        count = await self.pool.fetchval(_LOGIN_FAILURES, kind, key, window_start)
+        return int(count or 0)
 
     async def purge_expired(self, now: datetime, keep: timedelta) -> int:
         old = now - keep
@@ -350,19 +368,3 @@ class PostgresUserStore:
                 status = await tx.conn.execute(sql, arg)
                 deleted += int(status.split()[-1])
         return deleted
-
-    async def forget_login_attempt(
-        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
-    ) -> None:
-        if all_:
-            await self.pool.execute(
-                "DELETE FROM login_failures WHERE kind = $1 AND key = $2", kind, key
-            )
-        else:
-            await self.pool.execute(
-                "UPDATE login_failures SET count = greatest(count - 1, 0)"
-                " WHERE kind = $1 AND key = $2 AND window_start = $3",
-                kind,
-                key,
-                window_start,
-            )

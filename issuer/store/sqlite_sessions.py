@@ -86,6 +86,9 @@ WHERE t.token_hash = ?
 """
 
 
+_LOGIN_FAILURES = "SELECT count FROM login_failures WHERE kind = ? AND key = ? AND window_start = ?"
+
+
 class SQLiteSessionTx:
     """Statements inside one open write transaction (the caller holds the connection lock)."""
 
@@ -105,6 +108,28 @@ class SQLiteSessionTx:
             "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
             (ts(event.at), event.actor, event.action, event.target, json.dumps(event.detail)),
         )
+
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int:
+        row = await self.fetchone(_LOGIN_FAILURES, (kind, key, ts(window_start)))
+        return 0 if row is None else int(row["count"])
+
+    async def add_login_failure(self, kind: str, key: str, window_start: datetime) -> int:
+        # Old windows go as new ones start, so the table stays small.
+        await self.execute(
+            "DELETE FROM login_failures WHERE kind = ? AND key = ? AND window_start < ?",
+            (kind, key, ts(window_start)),
+        )
+        row = await self.fetchone(
+            "INSERT INTO login_failures (kind, key, window_start, count) VALUES (?, ?, ?, 1)"
+            " ON CONFLICT (kind, key, window_start) DO UPDATE SET count = count + 1"
+            " RETURNING count",
+            (kind, key, ts(window_start)),
+        )
+        assert row is not None
+        return int(row["count"])
+
+    async def clear_login_failures(self, kind: str, key: str) -> None:
+        await self.execute("DELETE FROM login_failures WHERE kind = ? AND key = ?", (kind, key))
 
     async def lock_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
         # The whole transaction holds SQLite's write lock already.
@@ -310,21 +335,10 @@ class SQLiteUserStore:
         entries = [RevocationEntry(r["seq"], r["kind"], r["subject"], dt_(r["at"])) for r in rows]
         return entries, int(top["top"] or 0) if top is not None else 0
 
-    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
-        async with self.transaction() as tx:
-            # Old windows go as new ones start, so the table stays small.
-            await tx.execute(
-                "DELETE FROM login_failures WHERE kind = ? AND key = ? AND window_start < ?",
-                (kind, key, ts(window_start)),
-            )
-            row = await tx.fetchone(
-                "INSERT INTO login_failures (kind, key, window_start, count) VALUES (?, ?, ?, 1)"
-                " ON CONFLICT (kind, key, window_start) DO UPDATE SET count = count + 1"
-                " RETURNING count",
-                (kind, key, ts(window_start)),
-            )
-        assert row is not None
-        return int(row["count"])
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int:
+        async with self.read() as tx:
+            row = await tx.fetchone(_LOGIN_FAILURES, (kind, key, ts(window_start)))
+        return 0 if row is None else int(row["count"])
 
     async def purge_expired(self, now: datetime, keep: timedelta) -> int:
         old = ts(now - keep)
@@ -348,18 +362,3 @@ class SQLiteUserStore:
             ):
                 deleted += await tx.execute(sql, args)
         return deleted
-
-    async def forget_login_attempt(
-        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
-    ) -> None:
-        async with self.transaction() as tx:
-            if all_:
-                await tx.execute(
-                    "DELETE FROM login_failures WHERE kind = ? AND key = ?", (kind, key)
-                )
-            else:
-                await tx.execute(
-                    "UPDATE login_failures SET count = max(count - 1, 0)"
-                    " WHERE kind = ? AND key = ? AND window_start = ?",
-                    (kind, key, ts(window_start)),
-                )
