@@ -8,22 +8,21 @@ request id and answered as a bare 500 that reveals nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from issuer import logs, metrics
 from issuer.appkeys import admin_app_key, context_key
 from issuer.errors import IssuerError
+from issuer.http.render import json_response
 from issuer.logs import request_id_var, route_var
 
 log = logging.getLogger("issuer.http")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SECURITY_HEADERS = {
@@ -40,17 +39,6 @@ _HTTP_ERRORS = {
     413: "invalid_request",
     415: "invalid_request",
 }
-
-
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
 
 
 def error_response(error: IssuerError) -> web.Response:
@@ -117,7 +105,7 @@ def _listener(request: web.Request) -> str:
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    rid = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     request_id_var.set(rid)
     route_var.set(route_name(request))
     response = await _render_errors(request, handler)

@@ -31,14 +31,14 @@ from issuer.services.passwords import check_length, hash_password, verify_passwo
 from issuer.services.scopes import grant_scope
 from issuer.services.sessions import start_session
 from issuer.services.users import MAX_USERNAME, username_key
-from issuer.store.base import AuditEvent, ClientRecord, UserStore
+from issuer.store.base import AuditEvent, ClientRecord, Store
 
 log = logging.getLogger(__name__)
 BAD_LOGIN = "the username or password is wrong"
 
 
 async def password_grant(
-    store: UserStore,
+    store: Store,
     keyring: Keyring,
     settings: Settings,
     clock: Clock,
@@ -59,7 +59,7 @@ async def password_grant(
     actor = f"client:{client.client_id}"
     key = username_key(username)
     keys = throttle.login_keys(
-        keyring.kek.derive(throttle.TAG_PURPOSE), key, address, clock.now(), settings.login_window
+        keyring.derived_key(throttle.TAG_PURPOSE), key, address, clock.now(), settings.login_window
     )
     # Looked up before the throttle check so that a known and an unknown username cost
     # the same work on every path.
@@ -83,7 +83,7 @@ async def password_grant(
         reason = "unknown_user" if user is None else "disabled" if ok else "wrong_password"
         metrics.login_failed()
         # The failure, its counters and its audit row commit together.
-        async with store.sessions() as tx:
+        async with store.transaction() as tx:
             over = await throttle.record_failure(tx, settings, keys)
             await tx.add_audit(
                 AuditEvent(
@@ -99,7 +99,12 @@ async def password_grant(
             # would be, so a burst learns nothing beyond the limit.
             raise TooManyRequestsError(keys.retry_after)
         raise InvalidGrantError(BAD_LOGIN)
-    async with store.sessions() as tx:
+    # The parameters were raised since this hash was made: upgrade it now that we hold
+    # the password (argon2 check_needs_rehash). Hashed before the unit of work, which
+    # must not hold SQLite's write lock through argon2.
+    new_hash = await hash_password(password) if needs_rehash else None
+    # The bookkeeping of a login commits together: counters, rehash, session, audit.
+    async with store.transaction() as tx:
         admitted = await throttle.admit_success(tx, settings, keys)
         if not admitted:
             await tx.add_audit(
@@ -107,25 +112,24 @@ async def password_grant(
                     clock.now(), actor, "login.throttled", target, {**who, "address": address}
                 )
             )
+        else:
+            if new_hash is not None:
+                await tx.update_user(user.user_id, clock.now(), password_hash=new_hash)
+            tokens = await start_session(
+                tx, keyring, settings, clock, user=user, client=client, scope=scope
+            )
+            await tx.add_audit(
+                AuditEvent(
+                    clock.now(),
+                    actor,
+                    "login.success",
+                    user.user_id,
+                    {"scope": " ".join(scope), "address": address},
+                )
+            )
     if not admitted:
+        # Failures recorded while this password was checked put it past a limit.
         raise TooManyRequestsError(keys.retry_after)
-    if needs_rehash:
-        # The parameters were raised since this hash was made: upgrade it now that we
-        # hold the password (argon2 check_needs_rehash).
-        await store.update_user(
-            user.user_id, clock.now(), password_hash=await hash_password(password)
-        )
+    if new_hash is not None:
         log.info("rehashed the password of user %s with current parameters", user.user_id)
-    tokens = await start_session(
-        store, keyring, settings, clock, user=user, client=client, scope=scope
-    )
-    await store.add_audit(
-        AuditEvent(
-            clock.now(),
-            actor,
-            "login.success",
-            user.user_id,
-            {"scope": " ".join(scope), "address": address},
-        )
-    )
     return tokens

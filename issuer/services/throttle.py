@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 
 from issuer.config import Settings
 from issuer.errors import TooManyRequestsError
-from issuer.store.base import SessionTx, UserStore
+from issuer.store.base import Store, StoreTx
 
 PAIR = "pair"
 USERNAME = "username"
@@ -112,7 +112,7 @@ def _refused(settings: Settings, counts: dict[str, int]) -> bool:
     )
 
 
-async def check(store: UserStore, settings: Settings, keys: LoginKeys) -> None:
+async def check(store: Store, settings: Settings, keys: LoginKeys) -> None:
     """Before the password is checked: 429 if the failures so far are over a limit."""
     counts = {
         kind: await store.login_failures(kind, key, keys.window_start)
@@ -122,7 +122,7 @@ async def check(store: UserStore, settings: Settings, keys: LoginKeys) -> None:
         raise TooManyRequestsError(keys.retry_after)
 
 
-async def record_failure(tx: SessionTx, settings: Settings, keys: LoginKeys) -> bool:
+async def record_failure(tx: StoreTx, settings: Settings, keys: LoginKeys) -> bool:
     """Count a failure (in the caller's transaction); True if it came past a limit."""
     before = {
         kind: await tx.add_login_failure(kind, key, keys.window_start) - 1
@@ -131,7 +131,7 @@ async def record_failure(tx: SessionTx, settings: Settings, keys: LoginKeys) -> 
     return _refused(settings, before)
 
 
-async def admit_success(tx: SessionTx, settings: Settings, keys: LoginKeys) -> bool:
+async def admit_success(tx: StoreTx, settings: Settings, keys: LoginKeys) -> bool:
     """A right password (in the caller's transaction): False if failures recorded meanwhile
     put it past a limit; else the pair's failures are forgiven (they were the user's typos),
     never the username's or the address's, which others may have caused."""

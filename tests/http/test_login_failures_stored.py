@@ -35,9 +35,7 @@ async def every_row(settings: Settings) -> str:
         try:
             tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
             return "\n".join(
-                repr(row)
-                for t in tables
-                for row in db.execute(f'SELECT * FROM "{t}"')
+                repr(row) for t in tables for row in db.execute(f'SELECT * FROM "{t}"')
             )
         finally:
             db.close()
