@@ -61,6 +61,7 @@ EXPECTED = {"jwks": {200, 304}, "client_credentials": {200}, "refresh": {200}, "
 # (or kept-alive connections to) the killed worker.
 KILL_WINDOW = 5.0
 MAX_RSS_GROWTH = 0.10
+MIN_OWN_WINDOW = 30.0
 USERS = 16
 NEW_CONNECTIONS = 0.1
 SESSIONS_KEPT = 64
@@ -285,6 +286,7 @@ class Soak:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: list[tuple[float, str, str]] = field(default_factory=list)
     unexpected: list[tuple[float, str, int, str]] = field(default_factory=list)
+    server_errors: list[tuple[float, str, int, str]] = field(default_factory=list)
     sessions: list[tuple[str, int]] = field(default_factory=list)  # refresh token, user index
     refresh_fallbacks: int = 0
     issued: list[Issued] = field(default_factory=list)
@@ -353,7 +355,8 @@ class Soak:
         self.latencies[kind].append((time.monotonic() - start) * 1000)
         self.statuses[kind][status] += 1
         if status not in EXPECTED[kind]:
-            self.unexpected.append((self.now(), kind, status, body[:200].decode(errors="replace")))
+            seen = (self.now(), kind, status, body[:200].decode(errors="replace"))
+            (self.server_errors if status >= 500 else self.unexpected).append(seen)
             return
         if kind == "jwks":
             return
@@ -493,7 +496,7 @@ def scan_log(path: Path) -> dict[str, Any]:
     levels: Counter[str] = Counter()
     per_pid: Counter[int] = Counter()
     server_5xx = 0
-    errors: list[str] = []
+    errors: Counter[str] = Counter()
     for line in path.read_text("utf-8", errors="replace").splitlines():
         try:
             doc = json.loads(line)
@@ -505,13 +508,13 @@ def scan_log(path: Path) -> dict[str, Any]:
             per_pid[doc.get("pid", 0)] += 1
             if int(doc.get("status", 0)) >= 500:
                 server_5xx += 1
-        if doc.get("level") in ("ERROR", "CRITICAL") and len(errors) < 5:
-            errors.append(str(doc.get("event"))[:160])
+        if doc.get("level") in ("ERROR", "CRITICAL"):
+            errors[str(doc.get("event"))[:160]] += 1
     return {
         "levels": dict(levels),
         "access_lines_per_pid": {str(k): v for k, v in per_pid.items()},
         "access_5xx": server_5xx,
-        "errors": errors,
+        "errors": dict(errors.most_common(10)),
     }
 
 
@@ -543,7 +546,12 @@ def verdict(
         if samples[-1][0] < last_t - 3:
             continue  # not alive at the end (the killed worker)
         grown = rss_growth(samples, half)
+        # A worker started after the midpoint is judged on the second half of its own
+        # life, once that is long enough to be past its warm-up (not in a 20 s run).
+        through = samples[0][0] < half
+        judged = through or samples[-1][0] - samples[0][0] >= 2 * MIN_OWN_WINDOW
         memory[str(pid)] = {
+            "judged": judged,
             "samples": len(samples),
             "first_kib": samples[0][1],
             "floor_start_kib": grown[1] if grown else None,
@@ -564,7 +572,11 @@ def verdict(
         "the replacement served requests": soak.replaced is not None
         and log["access_lines_per_pid"].get(str(soak.replaced[1]), 0) > 0,
         "worker RSS growth < 10% over the second half": bool(memory)
-        and all(m["growth"] is not None and m["growth"] < MAX_RSS_GROWTH for m in memory.values()),
+        and all(
+            m["growth"] is not None and m["growth"] < MAX_RSS_GROWTH
+            for m in memory.values()
+            if m["judged"]
+        ),
         "server stopped cleanly (exit 0)": exit_code == 0,
     }
     return {
@@ -583,6 +595,7 @@ def verdict(
         "connection_errors_at_kill": len(at_kill),
         "connection_errors_other": len(other_errors),
         "connection_error_kinds": dict(Counter(e[2] for e in soak.errors)),
+        "five_xx_examples": [list(u) for u in soak.server_errors[:10]],
         "unexpected": [list(u) for u in soak.unexpected[:10]],
         "unexpected_count": len(soak.unexpected),
         "refresh_fallbacks_to_login": soak.refresh_fallbacks,
@@ -645,14 +658,15 @@ def show(report: dict[str, Any], load: tuple[float, float, float]) -> None:
             f"{(m['floor_end_kib'] or 0) / 1024:.1f} MiB over the second half ({growth}); "
             f"first sample {m['first_kib'] / 1024:.1f} MiB, peak {m['peak_kib'] / 1024:.1f} MiB "
             f"(argon2: 64 MiB per hash in flight); {m['samples']} samples"
+            + ("" if m["judged"] else "; too young to judge")
         )
     log = report["server_log"]
     print(
         f"server log lines by level {log['levels']}; access lines by pid "
         f"{log['access_lines_per_pid']}; exit {report['server_exit']}"
     )
-    for line in log["errors"]:
-        print(f"  server ERROR: {line}")
+    for line, count in log["errors"].items():
+        print(f"  server ERROR x{count}: {line}")
     for check, ok in report["checks"].items():
         print(f"  [{'ok' if ok else 'FAIL'}] {check}")
     print("PASSED" if report["passed"] else "FAILED")
@@ -662,13 +676,18 @@ def show(report: dict[str, Any], load: tuple[float, float, float]) -> None:
 
 
 async def wait_ready(
-    http: aiohttp.ClientSession, env: dict[str, str], proc: subprocess.Popen[bytes], workers: int
+    http: aiohttp.ClientSession,
+    env: dict[str, str],
+    proc: subprocess.Popen[bytes],
+    workers: int,
+    log: Path,
 ) -> None:
     urls = [f"http://127.0.0.1:{env[p]}/readyz" for p in ("ISSUER_PORT", "ISSUER_ADMIN_PORT")]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"soak: issuer serve exited early with {proc.returncode}")
+            tail = (await asyncio.to_thread(log.read_bytes))[-2000:].decode(errors="replace")
+            raise SystemExit(f"soak: issuer serve exited early with {proc.returncode}:\n{tail}")
         try:
             ok = True
             for url in urls:
@@ -720,7 +739,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 timeout = aiohttp.ClientTimeout(total=30)
                 connector = aiohttp.TCPConnector(limit=args.concurrency)
                 async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
-                    await wait_ready(http, env, proc, args.workers)
+                    await wait_ready(http, env, proc, args.workers, log_path)
                     accounts = await provision(http, env, public)
                     # A resource service's verifier, its cache tuned to the compressed
                     # schedule (the default 30 s floor on max-age would outlast a key's term).
