@@ -54,6 +54,7 @@ def test_twenty_seconds_of_mixed_traffic_rotation_and_a_killed_worker(
     assert report["tokens_issued"] > 0, shown
     assert report["verifications"] == 2 * report["tokens_issued"], shown
     assert report["verification_failures"] == 0, shown
+    assert report["expired_before_verification"] == 0, shown
     assert report["rotations"] >= 2, shown
     assert report["verified_across_rotation"] > 0, shown
     assert report["issued_within_2s_before_rotation"] > 0, shown
