@@ -331,7 +331,12 @@ def main() -> None:
         parser.error("--rotation must be at least 6 seconds")
     if args.workers < 2:
         parser.error("--workers must be at least 2 (one is killed)")
-    report = asyncio.run(main_async(args))
+    try:
+        report = asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        # The cleanup ran on the way out: the server is stopped, its database dropped.
+        print("soak: interrupted", file=sys.stderr)
+        sys.exit(130)
     show(report, os.getloadavg())
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
