@@ -40,8 +40,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -176,40 +179,59 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": aiohttp.encode_basic_auth(client_id, secret)}
 
 
-async def provision(http: aiohttp.ClientSession, env: dict[str, str], public: str) -> Accounts:
-    """An admin client (by the CLI), then through the admin API two clients and the users."""
-    created = await run_cli(env, "clients", "create", "soak-admin", "--scope", "issuer:admin")
-    admin = json.loads(created)
-    admin_url = f"http://127.0.0.1:{env['ISSUER_ADMIN_PORT']}/admin"
+@dataclass
+class Admin:
+    """The admin API, with a fresh token for each call (under the soak's schedule they
+    live seconds)."""
 
-    async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        # A fresh admin token each time: with the compressed schedule they live seconds.
-        async with http.post(
-            public + "/token",
-            data={"grant_type": "client_credentials"},
-            headers=basic(admin["client_id"], admin["client_secret"]),
+    http: aiohttp.ClientSession
+    public: str
+    admin_url: str
+    auth: dict[str, str]
+
+    async def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        async with self.http.post(
+            self.public + "/token", data={"grant_type": "client_credentials"}, headers=self.auth
         ) as resp:
             assert resp.status == 200, await resp.text()
             bearer = {"Authorization": "Bearer " + (await resp.json())["access_token"]}
-        async with http.post(admin_url + path, json=body, headers=bearer) as resp:
-            assert resp.status == 201, await resp.text()
+        async with self.http.request(
+            method, self.admin_url + path, json=body, headers=bearer
+        ) as resp:
+            assert resp.status in (200, 201), await resp.text()
             doc: dict[str, Any] = await resp.json()
             return doc
 
-    service = await post("/clients", {"name": "soak-service", "scopes": ["read"]})
-    app = await post("/clients", {"name": "soak-app", "scopes": ["read"], "first_party": True})
+
+async def provision(
+    http: aiohttp.ClientSession, env: dict[str, str], public: str
+) -> tuple[Accounts, Admin]:
+    """An admin client (by the CLI), then through the admin API two clients and the users."""
+    created = await run_cli(env, "clients", "create", "soak-admin", "--scope", "issuer:admin")
+    ops = json.loads(created)
+    admin = Admin(
+        http,
+        public,
+        f"http://127.0.0.1:{env['ISSUER_ADMIN_PORT']}/admin",
+        basic(ops["client_id"], ops["client_secret"]),
+    )
+    service = await admin.call("POST", "/clients", {"name": "soak-service", "scopes": ["read"]})
+    app = await admin.call(
+        "POST", "/clients", {"name": "soak-app", "scopes": ["read"], "first_party": True}
+    )
     users = []
     for i in range(USERS):
         password = secrets.token_urlsafe(12)
-        user = await post("/users", {"username": f"soak{i}", "password": password})
+        user = await admin.call("POST", "/users", {"username": f"soak{i}", "password": password})
         users.append((f"soak{i}", password, user["id"]))
-    return Accounts(
+    accounts = Accounts(
         basic(service["client_id"], service["client_secret"]),
         service["client_id"],
         basic(app["client_id"], app["client_secret"]),
         app["client_id"],
         users,
     )
+    return accounts, admin
 
 
 # -- the command ------------------------------------------------------------------------
@@ -280,7 +302,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 connector = aiohttp.TCPConnector(limit=args.concurrency)
                 async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
                     await wait_ready(http, env, proc, args.workers, log_path)
-                    accounts = await provision(http, env, public)
+                    accounts, admin = await provision(http, env, public)
                     # A resource service's verifier, its cache tuned to the compressed
                     # schedule (the default 30 s floor on max-age would outlast a key's term).
                     jwks = JWKSClient(
@@ -309,6 +331,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                             rng=random.Random(args.seed),
                         )
                         await soak.run(http)
+                    # Every key ever made is still a row: one per rotation interval, no more.
+                    keys = (await admin.call("GET", "/keys"))["keys"]
+                    soak.key_states = dict(Counter(k["state"] for k in keys))
+                    starts = sorted(datetime.fromisoformat(k["activates_at"]) for k in keys)
+                    soak.key_gaps = [(b - a).total_seconds() for a, b in pairwise(starts)]
             finally:
                 exit_code = await stop_server(proc)
             return verdict(soak, exit_code, scan_log(log_path), args.rotation)

@@ -101,6 +101,8 @@ class Soak:
     first_seen: dict[str, float] = field(default_factory=dict)
     unpublished: list[str] = field(default_factory=list)
     late: int = 0
+    key_states: dict[str, int] = field(default_factory=dict)
+    key_gaps: list[float] = field(default_factory=list)  # between activations, in order
     verified: int = 0
     crossed: int = 0
     failures: list[tuple[float, str, str]] = field(default_factory=list)

@@ -120,6 +120,11 @@ def verdict(
         f"keys rotated (>= {wanted_rotations})": rotations >= wanted_rotations,
         "verifications across a rotation": soak.crossed > 0,
         "each key in the verifier's JWKS before its first token": not soak.unpublished,
+        # A second key made for the same turn (two workers racing) would activate at
+        # about the same time as the first.
+        "one key per rotation interval, one signing at the end": bool(soak.key_gaps)
+        and min(soak.key_gaps) >= rotation - 1
+        and soak.key_states.get("active") == 1,
         "a worker was killed and replaced": soak.killed is not None and soak.replaced is not None,
         "the replacement served requests": soak.replaced is not None
         and log["access_lines_per_pid"].get(str(soak.replaced[1]), 0) > 0,
@@ -161,6 +166,8 @@ def verdict(
         "issued_within_2s_before_rotation_ok": sum(1 for i in edge if i.ok == [True, True]),
         "signing_keys_seen": len(order),
         "keys_signing_before_the_verifier_had_them": len(soak.unpublished),
+        "keys_at_the_end": soak.key_states,
+        "seconds_between_activations": [round(g, 3) for g in soak.key_gaps],
         "rotations": rotations,
         "jwks_fetches_by_verifier": soak.verifier.jwks.fetches,
         "killed": list(soak.killed) if soak.killed else None,
@@ -199,7 +206,10 @@ def show(report: dict[str, Any], load: tuple[float, float, float]) -> None:
     print(
         f"signing keys seen {report['signing_keys_seen']} ({report['rotations']} rotations); "
         f"verifier JWKS fetches {report['jwks_fetches_by_verifier']}; keys that signed before "
-        f"the verifier had fetched them {report['keys_signing_before_the_verifier_had_them']}"
+        f"the verifier had fetched them {report['keys_signing_before_the_verifier_had_them']}; "
+        f"keys at the end {report['keys_at_the_end']}, seconds between activations "
+        f"{min(report['seconds_between_activations'], default=0):.1f} to "
+        f"{max(report['seconds_between_activations'], default=0):.1f}"
     )
     if report["killed"]:
         k, r = report["killed"], report["replaced"]

@@ -59,6 +59,9 @@ def test_twenty_seconds_of_mixed_traffic_rotation_and_a_killed_worker(
     assert report["verified_across_rotation"] > 0, shown
     assert report["issued_within_2s_before_rotation"] > 0, shown
     assert report["keys_signing_before_the_verifier_had_them"] == 0, shown
+    keys = report["keys_at_the_end"]
+    assert keys["active"] == 1, shown
+    assert min(report["seconds_between_activations"]) >= 5, shown
     assert report["killed"] is not None, shown
     assert report["replaced"] is not None, shown
     judged = [m for m in report["rss"].values() if m["judged"]]
