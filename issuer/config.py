@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from issuer.cpus import available_cpus
 from issuer.errors import ConfigError
 
 T = TypeVar("T")
@@ -145,7 +146,7 @@ def _choice(options: tuple[T, ...], convert: Callable[[str], T]) -> Callable[[st
 
 
 def _default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
