@@ -386,19 +386,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"issuer: configuration error: {exc}", file=sys.stderr)
         return 2
-    except (IssuerError, MigrationError, StoreError, KeyUnwrapError) as exc:
+    # Exit 2: the installation or its settings stop the command before it starts (the
+    # same code as a configuration error); exit 1: the command ran and failed.
+    except (MigrationError, StoreError) as exc:
         print(f"issuer: {exc}", file=sys.stderr)
-        return 1
+        return 2
     except (asyncpg.PostgresError, sqlite3.Error) as exc:
         # "database ... does not exist", "role ... does not exist", "unable to open ...":
         # the operator's to fix, so one line rather than a driver traceback.
-        print(f"issuer: database error: {exc}", file=sys.stderr)
+        print(f"issuer: ISSUER_DATABASE_URL: database error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ConnectionError) as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"issuer: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except (IssuerError, KeyUnwrapError) as exc:
+        print(f"issuer: {exc}", file=sys.stderr)
         return 1
     except EOFError:
         print("issuer: no input (no terminal?): use --password-stdin", file=sys.stderr)
-        return 1
-    except (OSError, ConnectionError) as exc:
-        print(f"issuer: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

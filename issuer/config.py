@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from issuer.cpus import available_cpus
 from issuer.errors import ConfigError
 
 T = TypeVar("T")
@@ -24,12 +25,12 @@ T = TypeVar("T")
 SIGNING_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 RSA_KEY_SIZES = (2048, 3072, 4096)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"\s*(\d+)\s*([smhd]?)\s*")
 
 
 def parse_duration(text: str) -> int:
     """``600``, ``10m``, ``24h``, ``30d`` -> seconds."""
-    m = _DURATION.match(text)
+    m = _DURATION.fullmatch(text)
     if not m:
         raise ValueError("expected a duration such as 600, 90s, 10m, 24h or 30d")
     return int(m.group(1)) * _UNITS[m.group(2)]
@@ -145,7 +146,7 @@ def _choice(options: tuple[T, ...], convert: Callable[[str], T]) -> Callable[[st
 
 
 def _default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,8 +179,11 @@ class Settings:
     refresh_token_ttl: int = 30 * 86400
     refresh_idle_ttl: int = 7 * 86400
     refresh_reuse_grace: int = 0
+    # Failures per (username, address), per username from all addresses, per address;
+    # the trade-offs are in SECURITY.md ("Login throttling").
     login_max_failures: int = 5
-    login_max_failures_per_address: int = 50
+    login_max_failures_per_username: int = 100
+    login_max_failures_per_address: int = 500
     login_window: int = 900
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # Slow and idle connections (per worker). A client gets this long from connecting
@@ -254,11 +258,8 @@ class Settings:
             "must be from 0 to 60 seconds",
         )
         need(self.login_max_failures >= 1, "login_max_failures", "must be at least 1")
-        need(
-            self.login_max_failures_per_address >= 1,
-            "login_max_failures_per_address",
-            "must be at least 1",
-        )
+        for name in ("login_max_failures_per_username", "login_max_failures_per_address"):
+            need(getattr(self, name) >= 1, name, "must be at least 1")
         need(self.login_window >= 1, "login_window", "must be at least 1 second")
         for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
             need(getattr(self, name) > 0, name, "must be more than 0 seconds")
@@ -359,6 +360,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "refresh_idle_ttl": parse_duration,
     "refresh_reuse_grace": parse_duration,
     "login_max_failures": parse_int,
+    "login_max_failures_per_username": parse_int,
     "login_max_failures_per_address": parse_int,
     "login_window": parse_duration,
     "trusted_proxies": parse_networks,

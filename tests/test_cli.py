@@ -180,7 +180,7 @@ def test_commands_on_an_empty_folder_create_nothing(
             monkeypatch.delenv(name)
     for argv in (["clients", "list"], ["keys", "list"], ["users", "list"]):
         code, _, err = run(capsys, *argv)
-        assert code == 1
+        assert code == 2
         last = err.strip().splitlines()[-1]
         assert last.startswith(
             f"issuer: ISSUER_DATABASE_URL: no database at {tmp_path}/var/issuer.db "
@@ -218,10 +218,14 @@ def test_a_kid_that_begins_with_a_dash_can_be_revoked(
     ("url", "message"),
     [
         # The file is not an SQLite database (random bytes, written below).
-        ("sqlite:///not-a-database.db", "issuer: database error: file is not a database"),
+        (
+            "sqlite:///not-a-database.db",
+            "issuer: ISSUER_DATABASE_URL: database error: file is not a database",
+        ),
         (
             "postgresql://postgres@127.0.0.1:5432/issuer_no_such_db",
-            'issuer: database error: database "issuer_no_such_db" does not exist',
+            "issuer: ISSUER_DATABASE_URL: database error:"
+            ' database "issuer_no_such_db" does not exist',
         ),
     ],
     ids=["sqlite-unopenable", "postgres-no-database"],
@@ -239,7 +243,7 @@ def test_a_database_that_refuses_is_one_line(
     (tmp_path / "not-a-database.db").write_bytes(b"\x07" * 4096)
     monkeypatch.setenv("ISSUER_DATABASE_URL", url)
     code, _, err = run(capsys, "migrate")
-    assert code == 1
+    assert code == 2  # as a configuration error: the command never started
     lines = err.strip().splitlines()
     assert lines == [message]
 

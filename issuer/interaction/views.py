@@ -115,6 +115,7 @@ async def handle_login(request: web.Request) -> web.StreamResponse:
     try:
         done = await interaction.login(
             login_store(ctx.store),
+            ctx.keyring,
             settings,
             ctx.clock,
             interaction_id=interaction_id,

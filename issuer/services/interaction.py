@@ -11,11 +11,13 @@ cost for unknown user and wrong password, the same throttling, the same audit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import AccessDeniedError, InvalidGrantError, IssuerError, TooManyRequestsError
+from issuer.keyring import Keyring
 from issuer.services.authorization import (
     AuthorizationPageError,
     AuthorizationRequest,
@@ -31,11 +33,12 @@ from issuer.services.browser_sessions import (
     open_browser_session,
 )
 from issuer.services.login import check_password, confirm_login
-from issuer.store.base import AuditEvent, ClientRecord
+from issuer.store.base import AuditEvent, ClientRecord, UserRecord
 from issuer.store.login_base import (
     BrowserLoginStore,
     ConsentRecord,
     InteractionRecord,
+    LoginTx,
 )
 
 EXPIRED = (
@@ -151,6 +154,7 @@ def _check_csrf(interaction_id: str, browser_secret: str | None, csrf: str | Non
 
 async def login(
     store: BrowserLoginStore,
+    keyring: Keyring,
     settings: Settings,
     clock: Clock,
     *,
@@ -171,6 +175,7 @@ async def login(
     try:
         checked = await check_password(
             store,
+            keyring,
             settings,
             clock,
             username=username,
@@ -193,29 +198,65 @@ async def login(
     user = checked.user
     now = clock.now()
     wants_consent = await needs_consent(store, client, request, user.user_id)
+    busy = LoginFailedError(
+        form,
+        "Too many failed attempts. Wait a few minutes and try again.",
+        429,
+        checked.keys.retry_after,
+    )
     # The login's bookkeeping, its session and its code (or consent step) commit together.
     async with store.login() as tx:
-        await confirm_login(tx, clock, checked)
-        secret, session = await open_browser_session(tx, settings, now, user.user_id)
-        await tx.add_audit(
-            AuditEvent(
+        if not await confirm_login(tx, settings, clock, checked):
+            done = None  # refused: the audit row commits, the answer is 429
+        else:
+            done = await _signed_in(
+                tx,
+                settings,
                 now,
-                f"login-page:{client.client_id}",
-                "login.success",
-                user.user_id,
-                {"scope": " ".join(request.scope), "address": address, "via": "login_page"},
+                interaction,
+                client,
+                request,
+                checked.user,
+                browser_secret,
+                wants_consent,
+                address,
             )
+    if done is None:
+        raise busy
+    return done
+
+
+async def _signed_in(
+    tx: LoginTx,
+    settings: Settings,
+    now: datetime,
+    interaction: InteractionRecord,
+    client: ClientRecord,
+    request: AuthorizationRequest,
+    user: UserRecord,
+    browser_secret: str,
+    wants_consent: bool,
+    address: str | None,
+) -> LoginDone:
+    secret, session = await open_browser_session(tx, settings, now, user.user_id)
+    await tx.add_audit(
+        AuditEvent(
+            now,
+            f"login-page:{client.client_id}",
+            "login.success",
+            user.user_id,
+            {"scope": " ".join(request.scope), "address": address, "via": "login_page"},
         )
-        if wants_consent:
-            await tx.set_interaction_login(
-                interaction_id, user.user_id, session.session_hash, session.auth_time
-            )
-            page = _page(interaction, client, request, browser_secret, "consent")
-            return LoginDone(secret, page)
-        # Deleted in the transaction that issues the code: one interaction, one code.
-        if not await tx.delete_interaction(interaction_id):
-            raise InteractionError()
-        return LoginDone(secret, await issue_code(tx, settings, now, request, session))
+    )
+    if wants_consent:
+        await tx.set_interaction_login(
+            interaction.interaction_id, user.user_id, session.session_hash, session.auth_time
+        )
+        return LoginDone(secret, _page(interaction, client, request, browser_secret, "consent"))
+    # Deleted in the transaction that issues the code: one interaction, one code.
+    if not await tx.delete_interaction(interaction.interaction_id):
+        raise InteractionError()
+    return LoginDone(secret, await issue_code(tx, settings, now, request, session))
 
 
 async def consent(
