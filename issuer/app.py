@@ -38,7 +38,11 @@ async def open_store(settings: Settings, *, create: bool = True) -> AnyStore:
     url = settings.database_url
     store: AnyStore
     if url.startswith(("postgresql://", "postgres://")):
-        store = await PostgresStore.open(url)
+        store = await PostgresStore.open(
+            url,
+            acquire_timeout=settings.db_acquire_timeout,
+            statement_timeout=settings.db_statement_timeout,
+        )
     else:
         path = sqlite_path(url)
         if not create and not path.exists():
@@ -47,7 +51,11 @@ async def open_store(settings: Settings, *, create: bool = True) -> AnyStore:
                 f"ISSUER_DATABASE_URL: no database at {path.absolute()}{relative}: run "
                 "`issuer serve` or `issuer migrate` first, or set ISSUER_DATABASE_URL"
             )
-        store = await SQLiteStore.open(url)
+        store = await SQLiteStore.open(
+            url,
+            acquire_timeout=settings.db_acquire_timeout,
+            statement_timeout=settings.db_statement_timeout,
+        )
     if settings.auto_migrate:
         try:
             applied = await store.migrate()

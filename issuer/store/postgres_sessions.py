@@ -27,6 +27,7 @@ from issuer.store.base import (
 )
 
 if TYPE_CHECKING:
+    from issuer.store.pgpool import BoundedPool
     from issuer.store.postgres import PostgresTx
 
 PG_REVOCATION_LOCK = 0x15_5E_ED_03
@@ -211,7 +212,7 @@ class PostgresSessionTx:
 class PostgresUserStore:
     """Mixed into :class:`issuer.store.postgres.PostgresStore`."""
 
-    pool: asyncpg.Pool
+    pool: BoundedPool
 
     if TYPE_CHECKING:
 
@@ -297,7 +298,7 @@ class PostgresUserStore:
     async def list_revocations(
         self, after: int, now: datetime, limit: int
     ) -> tuple[list[RevocationEntry], int]:
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        async with self.pool.transaction(isolation="repeatable_read") as conn:
             rows = await conn.fetch(
                 "SELECT seq, kind, subject, at FROM revocation_events"
                 " WHERE seq > $1 AND drop_after > $2 ORDER BY seq LIMIT $3",
