@@ -21,7 +21,8 @@ from typing import Any
 
 import aiosqlite
 
-from issuer.errors import ConflictError
+from issuer import logs
+from issuer.errors import ConflictError, DatabaseUnavailableError, InvalidRequestError
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
 from issuer.store.migrate import (
     SCHEMA_TABLE_SQLITE,
@@ -42,6 +43,40 @@ def dt(value: float | None) -> datetime | None:
 
 def dt_(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
+
+
+def translate(exc: Exception) -> Exception | None:
+    """The error to raise instead of sqlite3's ``exc``, or None to let it through."""
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        # Another process held the write lock past ISSUER_DB_STATEMENT_TIMEOUT.
+        logs.overload(
+            "database_unavailable",
+            "database unavailable (SQLite: %s): answering 503 temporarily_unavailable",
+            str(exc)[:60],
+        )
+        return DatabaseUnavailableError()
+    if isinstance(exc, TimeoutError):
+        logs.overload(
+            "database_unavailable",
+            "database unavailable (SQLite connection busy past ISSUER_DB_ACQUIRE_TIMEOUT): "
+            "answering 503 temporarily_unavailable",
+        )
+        return DatabaseUnavailableError()
+    if isinstance(exc, UnicodeEncodeError | OverflowError):
+        # A lone surrogate that got past the request parsers, an integer over 64 bits.
+        return InvalidRequestError("a value in the request cannot be stored")
+    return None
+
+
+@asynccontextmanager
+async def translated_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        better = translate(exc)
+        if better is None:
+            raise
+        raise better from None
 
 
 def sqlite_path(url: str) -> Path:
@@ -159,37 +194,53 @@ class SQLiteTx:
 class SQLiteStore(SQLiteUserStore):
     dialect = "sqlite"
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, *, acquire_timeout: float = 2.0) -> None:
         self._db = db
         self._lock = asyncio.Lock()
+        self.acquire_timeout = acquire_timeout
 
     @classmethod
-    async def open(cls, url: str) -> SQLiteStore:
+    async def open(
+        cls, url: str, *, acquire_timeout: float = 2.0, statement_timeout: float = 5.0
+    ) -> SQLiteStore:
         path = sqlite_path(url)
         # The file holds wrapped private keys and secret hashes: keep it to this user.
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Made 0600 here whatever the directory's mode (an image's /app/var may exist
         # already); SQLite gives the -wal and -shm files the database file's mode.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=statement_timeout)
         db.row_factory = sqlite3.Row
         for pragma in (
             "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = NORMAL",
-            "PRAGMA busy_timeout = 30000",
+            # How long a statement waits for another process's write lock; past it,
+            # "database is locked" answers 503 (see translate).
+            f"PRAGMA busy_timeout = {int(statement_timeout * 1000)}",
             "PRAGMA foreign_keys = ON",
             # Freed pages are zeroed, so destroyed private keys leave no copy in the file.
             "PRAGMA secure_delete = ON",
         ):
             await db.execute(pragma)
-        return cls(db)
+        return cls(db, acquire_timeout=acquire_timeout)
 
     async def close(self) -> None:
         await self._db.close()
 
     @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[None]:
+        """This worker's one connection, waited for within ISSUER_DB_ACQUIRE_TIMEOUT."""
+        async with translated_errors():
+            async with asyncio.timeout(self.acquire_timeout):
+                await self._lock.acquire()
+            try:
+                yield
+            finally:
+                self._lock.release()
+
+    @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[SQLiteTx]:
-        async with self._lock:
+        async with self._connection():
             await self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             tx = SQLiteTx(self._db)
             try:
@@ -206,7 +257,7 @@ class SQLiteStore(SQLiteUserStore):
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SQLiteTx]:
-        async with self._lock:
+        async with self._connection():
             yield SQLiteTx(self._db)
 
     async def ping(self) -> None:
