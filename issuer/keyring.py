@@ -31,7 +31,7 @@ from typing import Any
 
 from issuer.clock import Clock
 from issuer.config import Settings
-from issuer.errors import NotFoundError, TemporarilyUnavailableError
+from issuer.errors import DatabaseUnavailableError, NotFoundError, TemporarilyUnavailableError
 from issuer.jose.keys import GeneratedKey, KeyUnwrapError, generate_key
 from issuer.jose.tokens import Signer
 from issuer.kek import KeyEncryptionKeys
@@ -469,6 +469,9 @@ class Keyring:
                 await self.load()
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailableError:
+                # Logged by the store, once per interval: the keys in memory serve on.
+                pass
             except Exception:
                 log.exception("key schedule maintenance failed; retrying")
             await self._sleep()
