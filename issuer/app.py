@@ -16,7 +16,7 @@ from issuer.context import Context
 from issuer.errors import ConfigError, StoreError
 from issuer.http import admin, openapi, ops, public
 from issuer.http.metrics import handle_metrics, observe
-from issuer.http.middleware import read_body, request_context
+from issuer.http.middleware import read_body, request_context, storable_text
 from issuer.kek import load_kek
 from issuer.keyring import Keyring
 from issuer.notify import follow_key_changes
@@ -110,11 +110,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     """
     ctx = Context(settings, clock or SystemClock())
     app = web.Application(
-        client_max_size=MAX_BODY, middlewares=[request_context, observe, read_body]
+        client_max_size=MAX_BODY,
+        middlewares=[request_context, observe, read_body, storable_text],
     )
     admin_app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[request_context, observe, read_body, admin.require_admin],
+        middlewares=[request_context, observe, read_body, admin.require_admin, storable_text],
     )
     for a in (app, admin_app):
         a[context_key] = ctx

@@ -19,6 +19,7 @@ from issuer.errors import (
     InvalidTokenError,
     MissingTokenError,
 )
+from issuer.http.forms import require_storable
 from issuer.http.middleware import Handler, json_response
 from issuer.services.accounts import create_client, set_client_disabled
 from issuer.verifier.core import verify_token
@@ -80,7 +81,20 @@ def actor(request: web.Request) -> str:
     return f"token:{request[claims_key].get('sub', '?')}"
 
 
+def _storable_strings(value: Any, what: str) -> None:
+    if isinstance(value, str):
+        require_storable(value, what)
+    elif isinstance(value, list):
+        for item in value:
+            _storable_strings(item, what)
+
+
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    for name, value in pairs:
+        # "\ud800" and "\u0000" are valid JSON escapes, but no store can hold them.
+        # (Nested objects have been through this hook already.)
+        require_storable(name, "a JSON member name")
+        _storable_strings(value, f"JSON member {name[:40]!r}")
     body = dict(pairs)
     if len(body) != len(pairs):
         # {"name": "a", "name": "b"}: which one did the operator mean?

@@ -20,6 +20,7 @@ from aiohttp import web
 from issuer import logs, metrics
 from issuer.appkeys import admin_app_key, context_key
 from issuer.errors import IssuerError
+from issuer.http.forms import require_storable
 from issuer.logs import request_id_var, route_var
 
 log = logging.getLogger("issuer.http")
@@ -106,6 +107,22 @@ async def read_body(request: web.Request, handler: Handler) -> web.StreamRespons
             return response
         except ConnectionError:
             raise ClientGoneError from None
+    return await handler(request)
+
+
+@web.middleware
+async def storable_text(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse, for every route, path segments and query parameters no store can hold.
+
+    ``%00`` decodes to a NUL that PostgreSQL refuses (a 500 from the driver), and a
+    lone surrogate cannot be encoded as UTF-8: such a value names nothing, so it is
+    a 400 before any handler looks it up. Bodies are checked by their parsers.
+    """
+    for name, value in request.match_info.items():
+        require_storable(value, f"path segment {name}")
+    for name, value in request.query.items():
+        require_storable(name, "a query parameter name")
+        require_storable(value, f"query parameter {name[:40]!r}")
     return await handler(request)
 
 
