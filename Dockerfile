@@ -18,7 +18,7 @@ COPY pyproject.toml README.md ./
 COPY issuer/ issuer/
 # A regular (non-editable) install: the venv holds the built wheel, not a link to /src.
 # pip compiles the .pyc files here, so the read-only runtime never needs to write them.
-RUN /opt/issuer/bin/pip install .
+RUN /opt/issuer/bin/pip install ".[server]"
 
 # --- runtime: the same base, no compiler, no sources, a fixed non-root user ---------------------
 FROM ${PYTHON_IMAGE} AS runtime

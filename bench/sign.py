@@ -62,7 +62,7 @@ def main() -> None:
     ours = rate(lambda: signer.sign(access_token_claims(request)), args.seconds)
     pyjwt = rate(
         lambda: jwt.encode(
-            access_token_claims(request),
+            dict(access_token_claims(request)),
             private,
             algorithm="RS256",
             headers={"kid": key.kid, "typ": "at+jwt"},

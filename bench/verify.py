@@ -1,12 +1,19 @@
-"""Verify one RS256 access token in a loop: this library vs PyJWT vs the raw RSA operation.
+"""Verify RS256 access tokens in a loop: this library vs PyJWT vs the raw RSA operation.
 
-    python bench/verify.py [--seconds 3]
+    .venv/bin/python bench/verify.py [--seconds 3]
 
-All three run in one process, interleaved in short rounds, and each reports its
-best round, so a neighbour's load skews them alike. The JWKS comes from a local
+All run in one process, interleaved in short rounds, timed in CPU time (so a busy
+neighbour on a shared machine skews them less), and each reports its best
+round. The JWKS comes from a local
 aiohttp server and is warm, as it is for a resource service after its first
 request. PyJWT gets the key object (its best case: no JWK or PEM parsing).
-Targets: this library >= 2x PyJWT and >= 50 % of the raw verify rate.
+
+- cold: every token is one the verifier has never seen (a fresh verifier per
+  round over the same warm JWKS), so each costs a full verification;
+- repeated: the same token again and again (the verified-token cache).
+
+Targets: cold >= 0.65 x the raw verify rate and >= 2x PyJWT; repeated >= 10 x
+the raw verify rate.
 """
 
 from __future__ import annotations
@@ -47,7 +54,10 @@ async def main(seconds: float) -> None:
             roles=("user",),
         )
     )
-    token = Signer(key.kid, key.alg, key.private_pem).sign(claims)
+    signer = Signer(key.kid, key.alg, key.private_pem)
+    token = signer.sign(claims)
+    batch = 500
+    cold_tokens = [signer.sign({**claims, "jti": f"cold-{n}"}) for n in range(batch)]
 
     app = web.Application()
     jwks_body = json.dumps({"keys": [key.public_jwk]})
@@ -76,47 +86,57 @@ async def main(seconds: float) -> None:
         )
         assert ours_claims == pyjwt_claims == claims
 
-        async def ours(n: int) -> float:
-            start = time.perf_counter()
+        async def cold(n: int) -> float:
+            fresh = Verifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks)
+            await fresh.verify(token)  # the header cache warms on the first token, as in life
+            tokens = cold_tokens[:n]
+            start = time.process_time()
+            for one in tokens:
+                await fresh.verify(one)
+            return time.process_time() - start
+
+        async def repeated(n: int) -> float:
+            start = time.process_time()
             for _ in range(n):
                 await verifier.verify(token)
-            return time.perf_counter() - start
+            return time.process_time() - start
 
         def pyjwt(n: int) -> float:
-            start = time.perf_counter()
-            for _ in range(n):
-                jwt.decode(
-                    token, public_key, algorithms=["RS256"], audience=AUDIENCE, issuer=ISSUER
-                )
-            return time.perf_counter() - start
+            tokens = cold_tokens[:n]
+            start = time.process_time()
+            for one in tokens:
+                jwt.decode(one, public_key, algorithms=["RS256"], audience=AUDIENCE, issuer=ISSUER)
+            return time.process_time() - start
 
         def raw(n: int) -> float:
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(n):
                 public_key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
-            return time.perf_counter() - start
+            return time.process_time() - start
 
-        batch = 500
-        rates: dict[str, list[float]] = {"ours": [], "pyjwt": [], "raw": []}
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline or len(rates["ours"]) < 3:
-            rates["ours"].append(batch / await ours(batch))
+        rates: dict[str, list[float]] = {"cold": [], "repeated": [], "pyjwt": [], "raw": []}
+        deadline = time.process_time() + seconds
+        while time.process_time() < deadline or len(rates["cold"]) < 3:
+            rates["cold"].append(batch / await cold(batch))
+            rates["repeated"].append(10 * batch / await repeated(10 * batch))
             rates["pyjwt"].append(batch / pyjwt(batch))
             rates["raw"].append(batch / raw(batch))
     await runner.cleanup()
 
-    ours_rate, pyjwt_rate, raw_rate = (max(rates[k]) for k in ("ours", "pyjwt", "raw"))
-    ratio = ours_rate / pyjwt_rate
-    share = ours_rate / raw_rate
+    cold_rate, repeated_rate, pyjwt_rate, raw_rate = (
+        max(rates[k]) for k in ("cold", "repeated", "pyjwt", "raw")
+    )
     print(
         f"python {platform.python_version()}, cryptography {cryptography.__version__}, "
-        f"PyJWT {jwt.__version__}; {len(rates['ours'])} rounds of {batch}, best round each"
+        f"PyJWT {jwt.__version__}; {len(rates['cold'])} rounds, best round each"
     )
-    print(f"issuer.verifier Verifier.verify : {ours_rate:9.0f} tokens/s")
+    print(f"Verifier.verify, cold token     : {cold_rate:9.0f} tokens/s")
+    print(f"Verifier.verify, repeated token : {repeated_rate:9.0f} tokens/s")
     print(f"PyJWT jwt.decode (key object)   : {pyjwt_rate:9.0f} tokens/s")
     print(f"raw RSA-2048 PKCS1v15 SHA-256   : {raw_rate:9.0f} verifies/s")
-    print(f"ratio to PyJWT                  : {ratio:9.2f}x   (target >= 2x)")
-    print(f"share of the raw verify rate    : {share:9.0%}    (target >= 50%)")
+    print(f"cold / raw verify               : {cold_rate / raw_rate:9.2f}x   (target >= 0.65x)")
+    print(f"cold / PyJWT                    : {cold_rate / pyjwt_rate:9.2f}x   (target >= 2x)")
+    print(f"repeated / raw verify           : {repeated_rate / raw_rate:9.2f}x   (target >= 10x)")
 
 
 if __name__ == "__main__":

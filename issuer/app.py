@@ -12,15 +12,19 @@ from aiohttp import web
 from issuer.appkeys import admin_app_key, context_key
 from issuer.clock import Clock, SystemClock
 from issuer.config import Settings
-from issuer.context import Context
+from issuer.context import Context, Opened
 from issuer.errors import ConfigError, StoreError
-from issuer.http import admin, openapi, ops, public
+from issuer.http import admin, openapi, ops, public, sessions, users
+from issuer.http.auth import require_admin
 from issuer.http.metrics import handle_metrics, observe
-from issuer.http.middleware import read_body, request_context, storable_text
+from issuer.http.middleware import read_body, request_context
+from issuer.http.requests import storable_text
 from issuer.kek import load_kek
 from issuer.keyring import Keyring
 from issuer.notify import follow_key_changes
-from issuer.services import passwords
+from issuer.services import housekeeping, passwords
+from issuer.services.keys import KeyService, run_key_schedule
+from issuer.services.users import user_store
 from issuer.store.postgres import PostgresStore
 from issuer.store.sqlite import SQLiteStore, sqlite_path
 
@@ -86,14 +90,16 @@ async def start(ctx: Context, *, setup: bool = True) -> None:
                     f"{len(wrapped)} private key(s) wrapped by another KEK: restore the file "
                     "or set ISSUER_KEK"
                 )
-        keyring = Keyring(store, settings, load_kek(settings, create=setup), clock)
+        kek = load_kek(settings, create=setup)
+        keyring = Keyring(store, settings, kek, clock)
+        keys = KeyService(store, keyring, settings, kek, clock)
         if setup:
-            await keyring.maintain()
+            await keys.maintain()
         await keyring.load()
     except BaseException:
         await store.close()
         raise
-    ctx.attach(store, keyring)
+    ctx.attach(Opened(store, keyring, keys))
 
 
 async def stop(ctx: Context) -> None:
@@ -115,16 +121,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     )
     admin_app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[request_context, observe, read_body, admin.require_admin, storable_text],
+        middlewares=[request_context, observe, read_body, require_admin, storable_text],
     )
     for a in (app, admin_app):
         a[context_key] = ctx
         ops.add_routes(a)
     public.add_routes(app)
+    sessions.add_routes(app)
     admin.add_routes(admin_app)
+    users.add_routes(admin_app)
     admin_app.router.add_get("/metrics", handle_metrics)
-    openapi.add_route(app, openapi.public_document)
-    openapi.add_route(admin_app, openapi.admin_document)
+    openapi.add_route(app, "issuer: public API", [])
+    openapi.add_route(admin_app, "issuer: admin API", [{"adminBearer": []}])
     app[admin_app_key] = admin_app
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -132,9 +140,17 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         # The dummy hash for unknown users, made now: made on the first such login, it
         # would make that one answer slower than a wrong password (a timing oracle).
         await passwords.warm_up()
-        tasks = [asyncio.create_task(ctx.keyring.run(), name="key-schedule")]
+        wake = asyncio.Event()  # set by a key-change notification: reload now
+        schedule = run_key_schedule(
+            ctx.keys, ctx.keyring, wake, float(settings.key_refresh_interval)
+        )
+        purger = housekeeping.run_purger(user_store(ctx.store), settings, ctx.clock)
+        tasks = [
+            asyncio.create_task(schedule, name="key-schedule"),
+            asyncio.create_task(purger, name="session-purger"),
+        ]
         if isinstance(ctx.store, PostgresStore):
-            follow = follow_key_changes(ctx.store.dsn, ctx.keyring)
+            follow = follow_key_changes(ctx.store.dsn, wake.set)
             tasks.append(asyncio.create_task(follow, name="key-changes"))
         try:
             yield

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 if TYPE_CHECKING:
     from issuer.context import Context
+    from issuer.jose.tokens import AccessClaims
 
 context_key: web.AppKey[Context] = web.AppKey("context")
 admin_app_key: web.AppKey[web.Application] = web.AppKey("admin_app")
 # The verified claims of the request's bearer token.
-claims_key: web.RequestKey[dict[str, Any]] = web.RequestKey("claims", dict)
+claims_key: web.RequestKey[AccessClaims] = web.RequestKey("claims")
+# The grant type of a token request, once the handler has found it supported.
+grant_type_key: web.RequestKey[str] = web.RequestKey("grant_type", str)

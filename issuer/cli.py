@@ -21,9 +21,8 @@ from issuer.clock import SystemClock
 from issuer.config import Settings
 from issuer.context import Context
 from issuer.errors import ConfigError, IssuerError, MigrationError, StoreError
-from issuer.http.admin import client_json
 from issuer.jose.keys import KeyUnwrapError
-from issuer.services.accounts import create_client, set_client_disabled
+from issuer.services.accounts import client_json, create_client, set_client_disabled
 from issuer.services.users import create_user, find_user, update_user, user_json, user_store
 
 log = logging.getLogger("issuer")
@@ -79,7 +78,7 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
     async def run(ctx: Context) -> int:
-        views = [v.as_json() for v in reversed(ctx.keyring.views())]
+        views = [v.as_json() for v in await ctx.keys.list_keys()]
         if args.json:
             emit({"keys": views})
         else:
@@ -91,7 +90,7 @@ async def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
     async def run(ctx: Context) -> int:
-        view = await ctx.keyring.rotate(immediate=args.immediate, actor=cli_actor())
+        view = await ctx.keys.rotate(immediate=args.immediate, actor=cli_actor())
         emit({"key": view.as_json()})
         return 0
 
@@ -100,7 +99,7 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     async def run(ctx: Context) -> int:
-        view = await ctx.keyring.revoke(args.kid, actor=cli_actor())
+        view = await ctx.keys.revoke(args.kid, actor=cli_actor())
         emit({"key": view.as_json()})
         return 0
 
@@ -109,7 +108,7 @@ async def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_keys_rewrap(settings: Settings, args: argparse.Namespace) -> int:
     async def run(ctx: Context) -> int:
-        count = await ctx.keyring.rewrap(actor=cli_actor())
+        count = await ctx.keys.rewrap(actor=cli_actor())
         print(f"re-wrapped {count} private key(s) under the first KEK")
         return 0
 
@@ -362,19 +361,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"issuer: configuration error: {exc}", file=sys.stderr)
         return 2
-    except (IssuerError, MigrationError, StoreError, KeyUnwrapError) as exc:
+    # Exit 2: the installation or its settings stop the command before it starts (the
+    # same code as a configuration error); exit 1: the command ran and failed.
+    except (MigrationError, StoreError) as exc:
         print(f"issuer: {exc}", file=sys.stderr)
-        return 1
+        return 2
     except (asyncpg.PostgresError, sqlite3.Error) as exc:
         # "database ... does not exist", "role ... does not exist", "unable to open ...":
         # the operator's to fix, so one line rather than a driver traceback.
-        print(f"issuer: database error: {exc}", file=sys.stderr)
+        print(f"issuer: ISSUER_DATABASE_URL: database error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ConnectionError) as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"issuer: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except (IssuerError, KeyUnwrapError) as exc:
+        print(f"issuer: {exc}", file=sys.stderr)
         return 1
     except EOFError:
         print("issuer: no input (no terminal?): use --password-stdin", file=sys.stderr)
-        return 1
-    except (OSError, ConnectionError) as exc:
-        print(f"issuer: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

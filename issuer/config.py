@@ -24,12 +24,12 @@ T = TypeVar("T")
 SIGNING_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 RSA_KEY_SIZES = (2048, 3072, 4096)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"\s*(\d+)\s*([smhd]?)\s*")
 
 
 def parse_duration(text: str) -> int:
     """``600``, ``10m``, ``24h``, ``30d`` -> seconds."""
-    m = _DURATION.match(text)
+    m = _DURATION.fullmatch(text)
     if not m:
         raise ValueError("expected a duration such as 600, 90s, 10m, 24h or 30d")
     return int(m.group(1)) * _UNITS[m.group(2)]

@@ -39,7 +39,8 @@ from aiohttp.web_request import BaseRequest
 from issuer import logs, metrics
 from issuer.config import Settings
 from issuer.errors import ConfigError
-from issuer.http.middleware import SECURITY_HEADERS, json_response
+from issuer.http.middleware import SECURITY_HEADERS
+from issuer.http.render import json_response
 
 log = logging.getLogger("issuer.connections")
 BACKLOG = 1024

@@ -2,52 +2,65 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
 
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.keyring import Keyring
+from issuer.services.keys import KeyService
 from issuer.store.base import Store
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What start-up opens: the store, the key cache (read) and the key commands (write)."""
+
+    store: Store
+    keyring: Keyring
+    keys: KeyService
+
+
 class Context:
-    """Settings and clock from the start; store and keyring once the app has started."""
+    """Settings and clock from the start; the opened parts once, at start-up.
+
+    Set once by :func:`issuer.app.start` and cleared by :func:`issuer.app.stop`;
+    nothing else changes it.
+    """
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
-        self._store: Store | None = None
-        self._keyring: Keyring | None = None
-        # Extended by later capabilities (public clients, revocation, introspection).
-        self.auth_methods: set[str] = {"client_secret_basic", "client_secret_post"}
-        self.extra_metadata: dict[str, Any] = {}
-        # Checks on a verified bearer token's claims (e.g. the deny list); raise to refuse.
-        self.token_checks: list[Callable[[Any, dict[str, Any]], Awaitable[None]]] = []
+        self._opened: Opened | None = None
 
     def __repr__(self) -> str:
-        return f"Context(issuer={self.settings.issuer!r}, started={self._store is not None})"
+        return f"Context(issuer={self.settings.issuer!r}, started={self.started})"
 
-    def attach(self, store: Store, keyring: Keyring) -> None:
-        self._store = store
-        self._keyring = keyring
+    def attach(self, opened: Opened) -> None:
+        if self._opened is not None:
+            raise RuntimeError("the context is already started")
+        self._opened = opened
 
     def detach(self) -> None:
-        self._store = None
-        self._keyring = None
+        self._opened = None
+
+    @property
+    def _parts(self) -> Opened:
+        if self._opened is None:
+            raise RuntimeError("the store is not open (the app has not started)")
+        return self._opened
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            raise RuntimeError("the store is not open (the app has not started)")
-        return self._store
+        return self._parts.store
 
     @property
     def keyring(self) -> Keyring:
-        if self._keyring is None:
-            raise RuntimeError("the keyring is not loaded (the app has not started)")
-        return self._keyring
+        return self._parts.keyring
+
+    @property
+    def keys(self) -> KeyService:
+        return self._parts.keys
 
     @property
     def started(self) -> bool:
-        return self._store is not None
+        return self._opened is not None

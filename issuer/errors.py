@@ -138,9 +138,13 @@ class ConflictError(IssuerError):
 
 
 class TooManyRequestsError(IssuerError):
-    """Login throttling: try again after ``retry_after`` seconds."""
+    """Login throttling: try again after ``retry_after`` seconds.
 
-    error = "slow_down"
+    Not RFC 8628's ``slow_down``, which tells a device-flow client to poll less
+    often; no RFC gives ``too_many_attempts`` a meaning of its own.
+    """
+
+    error = "too_many_attempts"
     status = 429
     description = "too many failed attempts; try again later"
 

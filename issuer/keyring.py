@@ -1,11 +1,12 @@
-"""The signing-key schedule: state derived from timestamps, the current signer, the JWKS.
+"""The signing-key schedule: state derived from timestamps, and the key cache (read side).
 
 Every key is one row with ``activates_at`` and ``revoked_at``; a key retires when
 the next live key activates, stays published for the token lifetime plus leeway
 after that, then expires and its private half is destroyed. Every worker and
 replica that reads the same rows derives the same states at the same instant,
 so a scheduled rotation needs no coordination at all; only *creating* keys is
-serialized, by the store's key-schedule lock.
+serialized, by the store's key-schedule lock (see :mod:`issuer.services.keys`, which
+writes the rows; this module only reads them).
 
     state    when                                            in JWKS  signs
     pending  now < activates_at                              yes      no
@@ -18,7 +19,6 @@ serialized, by the store's key-schedule lock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
 import json
@@ -31,11 +31,11 @@ from typing import Any
 
 from issuer.clock import Clock
 from issuer.config import Settings
-from issuer.errors import DatabaseUnavailableError, NotFoundError, TemporarilyUnavailableError
-from issuer.jose.keys import GeneratedKey, KeyUnwrapError, generate_key
+from issuer.errors import TemporarilyUnavailableError
+from issuer.jose.keys import KeyUnwrapError
 from issuer.jose.tokens import Signer
 from issuer.kek import KeyEncryptionKeys
-from issuer.store.base import AuditEvent, KeyRecord, KeyScheduleTx, Store
+from issuer.store.base import KeyRecord, Store
 from issuer.verifier.core import Policy, VerificationKey, load_jwks
 
 log = logging.getLogger(__name__)
@@ -190,33 +190,33 @@ def _fingerprint(records: Sequence[KeyRecord]) -> tuple[tuple[Any, ...], ...]:
 
 
 class Keyring:
-    """One worker's view of the key schedule, and the operations that change it."""
+    """One worker's cache of the key rows: snapshot, signers, JWKS bytes, verification policy.
+
+    It only reads; :class:`issuer.services.keys.KeyService` changes the rows and then
+    calls :meth:`load`.
+    """
 
     def __init__(
         self, store: Store, settings: Settings, kek: KeyEncryptionKeys, clock: Clock
     ) -> None:
-        self.store = store
-        self.settings = settings
-        self.kek = kek
-        self.clock = clock
+        self._store = store
+        self._settings = settings
+        self._kek = kek
+        self._clock = clock
         self._snapshot: Snapshot | None = None
-        self._wake = asyncio.Event()
         self._load_lock = asyncio.Lock()
-        self._spare: list[GeneratedKey] = []
-        self.unwrap_failures: set[str] = set()
-
-    # -- reading ----------------------------------------------------------------
+        self._unwrap_failures: set[str] = set()
 
     @property
     def retention(self) -> timedelta:
-        return timedelta(seconds=self.settings.key_retention)
+        return timedelta(seconds=self._settings.key_retention)
 
     def snapshot(self, now: datetime | None = None) -> Snapshot:
         """The current snapshot, re-derived in memory when a state boundary has passed."""
         snap = self._snapshot
         if snap is None:
             raise TemporarilyUnavailableError("signing keys are not loaded yet")
-        now = now or self.clock.now()
+        now = now or self._clock.now()
         if snap.valid_until is not None and now >= snap.valid_until:
             snap = self._build(snap.records, now, snap.signers)
             self._snapshot = snap
@@ -236,9 +236,9 @@ class Keyring:
 
     def jwks(self) -> tuple[JWKSDocument, int]:
         """The JWKS and the max-age it may be cached for (never past the next state change)."""
-        now = self.clock.now()
+        now = self._clock.now()
         snap = self.snapshot(now)
-        max_age = self.settings.jwks_max_age
+        max_age = self._settings.jwks_max_age
         if snap.valid_until is not None:
             max_age = min(max_age, int((snap.valid_until - now).total_seconds()))
         return snap.jwks, max(0, max_age)
@@ -247,8 +247,18 @@ class Keyring:
         """How this issuer checks its own tokens (admin API, introspection)."""
         return self.snapshot().policy
 
-    def views(self) -> list[KeyView]:
-        return list(self.snapshot().views)
+    def views(self, now: datetime | None = None) -> list[KeyView]:
+        return list(self.snapshot(now).views)
+
+    def view(self, kid: str) -> KeyView:
+        return next(v for v in self.snapshot().views if v.kid == kid)
+
+    def seconds_to_next_change(self) -> float | None:
+        """Until the next state boundary; None when nothing is loaded or nothing will change."""
+        snap = self._snapshot
+        if snap is None or snap.valid_until is None:
+            return None
+        return (snap.valid_until - self._clock.now()).total_seconds()
 
     async def load(self) -> bool:
         """Re-read the key rows; rebuild only if they changed. True when rebuilt.
@@ -258,11 +268,11 @@ class Keyring:
         back (the new key missing from the JWKS, the replaced key signing again).
         """
         async with self._load_lock:
-            records = tuple(await self.store.list_keys())
+            records = tuple(await self._store.list_keys())
             snap = self._snapshot
             if snap is not None and _fingerprint(snap.records) == _fingerprint(records):
                 return False
-            self._snapshot = self._build(records, self.clock.now(), snap.signers if snap else {})
+            self._snapshot = self._build(records, self._clock.now(), snap.signers if snap else {})
             return True
 
     def _build(
@@ -278,6 +288,7 @@ class Keyring:
                 kept[v.kid] = signers[v.kid]
             elif (s := self._open_signer(v.record)) is not None:
                 kept[v.kid] = s
+        settings = self._settings
         return Snapshot(
             records=records,
             views=views,
@@ -287,13 +298,12 @@ class Keyring:
             # Every alg still published verifies, so changing ISSUER_SIGNING_ALG
             # does not break tokens signed before the change.
             policy=Policy(
-                issuer=self.settings.issuer,
-                audience=self.settings.audience,
+                issuer=settings.issuer,
+                audience=settings.audience,
                 algorithms=frozenset(
-                    {self.settings.signing_alg}
-                    | {v.record.alg for v in views if v.state in PUBLISHED}
+                    {settings.signing_alg} | {v.record.alg for v in views if v.state in PUBLISHED}
                 ),
-                leeway=self.settings.clock_leeway,
+                leeway=settings.clock_leeway,
             ),
             signers=kept,
         )
@@ -302,189 +312,11 @@ class Keyring:
         if record.private_wrapped is None:
             return None
         try:
-            pem = self.kek.unwrap(record.private_wrapped, record.kek_id, record.kid)
+            pem = self._kek.unwrap(record.private_wrapped, record.kek_id, record.kid)
         except KeyUnwrapError as exc:
-            if record.kid not in self.unwrap_failures:
+            if record.kid not in self._unwrap_failures:
                 log.error("cannot unwrap signing key %s: %s", record.kid, exc)
-                self.unwrap_failures.add(record.kid)
+                self._unwrap_failures.add(record.kid)
             return None
-        self.unwrap_failures.discard(record.kid)
+        self._unwrap_failures.discard(record.kid)
         return Signer(record.kid, record.alg, pem)
-
-    # -- changing ---------------------------------------------------------------
-
-    async def maintain(self) -> bool:
-        """Create successors and destroy expired private keys as the schedule requires."""
-        now = self.clock.now()
-        views = [] if self._snapshot is None else self.snapshot(now).views
-        plan = self._plan(views, now)
-        if self._snapshot is not None and not plan:
-            return False
-        await self._prepare(len(plan.create_at))
-        async with self.store.key_schedule() as tx:
-            # Decide again under the lock, and at the time we got it: another worker may
-            # have just made a key that activates "now" by its clock, which an earlier
-            # reading of ours would see as pending (and make a second signing key).
-            now = self.clock.now()
-            views = derive_schedule(await tx.list_keys(), now, self.retention)
-            changed = await self._apply(tx, self._plan(views, now), now, actor="scheduler")
-        await self.load()
-        return changed
-
-    async def rotate(self, *, immediate: bool, actor: str) -> KeyView:
-        await self._prepare(1)
-        async with self.store.key_schedule() as tx:
-            now = self.clock.now()  # read under the lock, as in maintain()
-            lead = timedelta(seconds=self.settings.key_publish_lead)
-            activates_at = now if immediate else now + lead
-            kid = await self._create(tx, activates_at, now)
-            await tx.add_audit(AuditEvent(now, actor, "key.rotate", kid, {"immediate": immediate}))
-            log.warning(
-                "signing key rotated",
-                extra={"kid": kid, "immediate": immediate, "actor": actor},
-            )
-            views = derive_schedule(await tx.list_keys(), now, self.retention)
-            await self._apply(tx, self._plan(views, now), now, actor="scheduler")
-        await self.load()
-        return self._view(kid)
-
-    async def revoke(self, kid: str, *, actor: str) -> KeyView:
-        signing = self._snapshot is not None and any(
-            v.kid == kid and v.state is KeyState.ACTIVE for v in self.snapshot().views
-        )
-        await self._prepare(1 if signing else 0)
-        async with self.store.key_schedule() as tx:
-            now = self.clock.now()  # read under the lock, as in maintain()
-            views = derive_schedule(await tx.list_keys(), now, self.retention)
-            target = next((v for v in views if v.kid == kid), None)
-            if target is None:
-                raise NotFoundError(f"no key with kid {kid}")
-            if target.state is not KeyState.REVOKED:
-                await tx.revoke_key(kid, now)
-                await tx.add_audit(
-                    AuditEvent(now, actor, "key.revoke", kid, {"was": target.state.value})
-                )
-                log.warning(
-                    "signing key revoked",
-                    extra={"kid": kid, "was": target.state.value, "actor": actor},
-                )
-                if target.state is KeyState.ACTIVE:
-                    # A fresh key signs from now on. Without it the key before the revoked
-                    # one would derive as active again: a retired key must never sign again,
-                    # and its private half may already be gone. The new kid in live traffic
-                    # also makes verifiers refetch, which drops the revoked key at once.
-                    fresh = await self._create(tx, now, now)
-                    await tx.add_audit(
-                        AuditEvent(now, actor, "key.create", fresh, {"replaces": kid})
-                    )
-                views = derive_schedule(await tx.list_keys(), now, self.retention)
-                await self._apply(tx, self._plan(views, now), now, actor="scheduler")
-        await self.load()
-        return self._view(kid)
-
-    async def rewrap(self, *, actor: str) -> int:
-        """Re-wrap every live private key under the first KEK (after rotating the KEK)."""
-        count = 0
-        async with self.store.key_schedule() as tx:
-            now = self.clock.now()
-            for record in await tx.list_keys():
-                if record.private_wrapped is None or record.kek_id == self.kek.current_id:
-                    continue
-                pem = self.kek.unwrap(record.private_wrapped, record.kek_id, record.kid)
-                wrapped, kek_id = self.kek.wrap(pem, record.kid)
-                await tx.replace_wrapped_key(record.kid, wrapped, kek_id)
-                count += 1
-            await tx.add_audit(AuditEvent(now, actor, "key.rewrap", None, {"count": count}))
-        await self.load()
-        return count
-
-    def _view(self, kid: str) -> KeyView:
-        return next(v for v in self.snapshot().views if v.kid == kid)
-
-    def _plan(self, views: Sequence[KeyView], now: datetime) -> Plan:
-        return plan_maintenance(
-            views,
-            now,
-            timedelta(seconds=self.settings.key_rotation_interval),
-            timedelta(seconds=self.settings.key_publish_lead),
-        )
-
-    async def _apply(self, tx: KeyScheduleTx, plan: Plan, now: datetime, actor: str) -> bool:
-        for activates_at in plan.create_at:
-            kid = await self._create(tx, activates_at, now)
-            detail = {"activates_at": activates_at.isoformat()}
-            await tx.add_audit(AuditEvent(now, actor, "key.create", kid, detail))
-            log.info("signing key created", extra={"kid": kid, **detail})
-        for kid in plan.destroy:
-            await tx.destroy_private_key(kid)
-            await tx.add_audit(AuditEvent(now, actor, "key.destroy_private", kid))
-            log.info("private key destroyed (expired or revoked)", extra={"kid": kid})
-        return bool(plan)
-
-    async def _generate(self) -> GeneratedKey:
-        # RSA key generation takes tens of milliseconds (seconds at 4096 bits): off the loop.
-        return await asyncio.to_thread(
-            generate_key, self.settings.signing_alg, self.settings.rsa_key_size
-        )
-
-    async def _prepare(self, count: int) -> None:
-        """Generate keys before taking the key-schedule lock, which blocks the store."""
-        while len(self._spare) < count:
-            self._spare.append(await self._generate())
-
-    async def _create(self, tx: KeyScheduleTx, activates_at: datetime, now: datetime) -> str:
-        # A spare generated outside the lock; generating here happens only when another
-        # worker changed the schedule between our plan and the lock.
-        key = self._spare.pop() if self._spare else await self._generate()
-        wrapped, kek_id = self.kek.wrap(key.private_pem, key.kid)
-        # Creation order breaks ties between keys that activate at the same instant
-        # (an immediate rotation), so created_at must strictly increase.
-        newest = max((r.created_at for r in await tx.list_keys()), default=None)
-        if newest is not None and now <= newest:
-            now = newest + timedelta(microseconds=1)
-        await tx.insert_key(
-            KeyRecord(
-                kid=key.kid,
-                alg=key.alg,
-                public_jwk=key.public_jwk,
-                private_wrapped=wrapped,
-                kek_id=kek_id,
-                created_at=now,
-                activates_at=activates_at,
-            )
-        )
-        return key.kid
-
-    # -- background -------------------------------------------------------------
-
-    def wake(self) -> None:
-        """Reload now (a change notification arrived)."""
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Every worker: keep the schedule and reload on a timer, a wake-up, or a boundary."""
-        while True:
-            try:
-                await self.maintain()
-                await self.load()
-            except asyncio.CancelledError:
-                raise
-            except DatabaseUnavailableError:
-                # Logged by the store, once per interval: the keys in memory serve on.
-                pass
-            except Exception:
-                log.exception("key schedule maintenance failed; retrying")
-            await self._sleep()
-
-    async def _sleep(self) -> None:
-        delay = float(self.settings.key_refresh_interval)
-        snap = self._snapshot
-        if snap is not None and snap.valid_until is not None:
-            until = (snap.valid_until - self.clock.now()).total_seconds()
-            delay = min(delay, max(0.05, until))
-        self._wake.clear()
-        # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation
-        # that lands as the wake-up does (gh-86296), and the app's shutdown then hangs.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._wake.wait()

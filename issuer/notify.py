@@ -1,11 +1,11 @@
-"""Key-change notifications: PostgreSQL ``LISTEN issuer_keys`` wakes this worker's keyring.
+"""Key-change notifications: PostgreSQL ``LISTEN issuer_keys`` wakes this worker's key schedule.
 
 Every key-schedule transaction sends ``NOTIFY issuer_keys`` on commit (see
 ``store/postgres.py``), so a rotation or revocation made through any worker or
 replica reaches every other one's JWKS and signer in milliseconds, not on the
 next timer tick. The LISTEN needs a connection of its own (a pooled one would
 be handed to queries); when it drops, this reconnects with backoff, logging
-the outage once, while the keyring's periodic re-read covers the gap.
+the outage once, while the periodic re-read covers the gap.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
-from issuer.keyring import Keyring
 from issuer.store.postgres import KEYS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,8 @@ BACKOFF = (0.5, 30.0)
 _DOWN = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-async def follow_key_changes(dsn: str, keyring: Keyring) -> None:
-    """Run until cancelled: LISTEN, and call ``keyring.wake()`` on every notification."""
+async def follow_key_changes(dsn: str, on_change: Callable[[], None]) -> None:
+    """Run until cancelled: LISTEN, and call ``on_change()`` on every notification."""
     delay, down = BACKOFF[0], False
     while True:
         conn: Any = None
@@ -38,11 +38,11 @@ async def follow_key_changes(dsn: str, keyring: Keyring) -> None:
             lost = asyncio.Event()
             # Bound now: a late callback from an old connection must not flag the new one.
             conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-            await conn.add_listener(KEYS_CHANNEL, lambda *_args: keyring.wake())
+            await conn.add_listener(KEYS_CHANNEL, lambda *_args: on_change())
             if down:
                 log.info("listening for key changes again")
             delay, down = BACKOFF[0], False
-            keyring.wake()  # whatever changed while we were not listening
+            on_change()  # whatever changed while we were not listening
             while not lost.is_set():
                 # asyncio.timeout, not wait_for, which can swallow a cancellation on 3.11.
                 with contextlib.suppress(TimeoutError):

@@ -175,6 +175,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         loop.add_signal_handler(signal.SIGHUP, _reload, certificate)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         background = []
         if certificate is not None:
             background.append(asyncio.create_task(certificate.watch(), name="tls-watch"))
@@ -270,9 +271,16 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}
 
     async def spawn(self, slot: int) -> Worker:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "issuer", "serve", "--worker", env=self.env
-        )
+        # The worker starts with SIGHUP blocked (a blocked mask is inherited across
+        # exec) and unblocks it once its handler is installed: a reload forwarded
+        # while it starts would otherwise kill it after it has begun to listen.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "issuer", "serve", "--worker", env=self.env
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         log.info("worker %d started (pid %d)", slot, proc.pid)
         worker = self.workers[slot] = Worker(slot, proc)
         if self.stopping.is_set():

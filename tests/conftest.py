@@ -113,7 +113,7 @@ def pooled_signing_keys(monkeypatch: pytest.MonkeyPatch) -> None:
             pool.append(generate_key(alg, rsa_key_size))
         return pool[index]
 
-    monkeypatch.setattr("issuer.keyring.generate_key", generate)
+    monkeypatch.setattr("issuer.services.keys.generate_key", generate)
 
 
 @pytest.fixture
@@ -307,9 +307,18 @@ def pytest_configure(config: pytest.Config) -> None:
 LEAKS: list[str] = []
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    # pytest-xdist, in the controller: a worker's leaks (its exit status is not ours).
+    LEAKS.extend(getattr(node, "workeroutput", {}).get("secret_leaks", []))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # At the very end, whatever ran and in whatever order: no secret in any log record.
-    LEAKS[:] = find_leaks(LOG_MESSAGES, ISSUED_SECRETS - {"not the password of anyone"})
+    LEAKS.extend(find_leaks(LOG_MESSAGES, ISSUED_SECRETS - {"not the password of anyone"}))
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports and fails
+        workeroutput["secret_leaks"] = list(LEAKS)
     if LEAKS:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

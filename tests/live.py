@@ -129,12 +129,15 @@ class Served:
 
 
 @contextmanager
-def serve(env: dict[str, str], log: Path, args: Sequence[str] = ()) -> Iterator[Served]:
-    """``issuer serve ARGS``; on exit, SIGKILL whatever of its process group is left."""
+def serve(
+    env: dict[str, str], log: Path, args: Sequence[str] = (), cwd: Path | None = None
+) -> Iterator[Served]:
+    """``issuer serve ARGS`` (in CWD); on exit, SIGKILL whatever of its process group is left."""
     stderr = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "issuer", "serve", *args],
         env=env,
+        cwd=cwd,
         stdout=stderr,
         stderr=stderr,
         start_new_session=True,

@@ -133,7 +133,7 @@ def test_commands_on_an_empty_folder_create_nothing(
             monkeypatch.delenv(name)
     for argv in (["clients", "list"], ["keys", "list"], ["users", "list"]):
         code, _, err = run(capsys, *argv)
-        assert code == 1
+        assert code == 2
         last = err.strip().splitlines()[-1]
         assert last.startswith(
             f"issuer: ISSUER_DATABASE_URL: no database at {tmp_path}/var/issuer.db "
@@ -170,8 +170,16 @@ def test_a_kid_that_begins_with_a_dash_can_be_revoked(
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("sqlite:////proc/issuer-test/x.db", "issuer: "),
-        ("postgresql://postgres@127.0.0.1:5432/issuer_no_such_db", "issuer: database error: "),
+        # The file is not an SQLite database (random bytes, written below).
+        (
+            "sqlite:///not-a-database.db",
+            "issuer: ISSUER_DATABASE_URL: database error: file is not a database",
+        ),
+        (
+            "postgresql://postgres@127.0.0.1:5432/issuer_no_such_db",
+            "issuer: ISSUER_DATABASE_URL: database error:"
+            ' database "issuer_no_such_db" does not exist',
+        ),
     ],
     ids=["sqlite-unopenable", "postgres-no-database"],
 )
@@ -185,12 +193,12 @@ def test_a_database_that_refuses_is_one_line(
     if url.startswith("postgresql") and os.environ.get("ISSUER_TEST_POSTGRES") == "off":
         pytest.skip("PostgreSQL half skipped")
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-a-database.db").write_bytes(b"\x07" * 4096)
     monkeypatch.setenv("ISSUER_DATABASE_URL", url)
     code, _, err = run(capsys, "migrate")
-    assert code == 1
+    assert code == 2  # as a configuration error: the command never started
     lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(message)
+    assert lines == [message]
 
 
 def test_a_lost_kek_file_next_to_wrapped_keys_stops_start_up(

@@ -16,6 +16,8 @@ from issuer.context import Context
 from issuer.errors import ConfigError
 from issuer.jose.keys import KeyUnwrapError, unwrap_private_key, wrap_private_key
 from issuer.kek import KeyEncryptionKeys, load_kek
+from issuer.keyring import Keyring
+from issuer.services.keys import KeyService
 
 
 def test_kek_file_is_created_0600_and_reused(tmp_path: Path) -> None:
@@ -83,17 +85,19 @@ async def test_private_keys_are_stored_wrapped_never_plain(ctx: Context) -> None
 
 
 async def test_kek_rotation_new_first_old_still_unwraps_then_rewrap(ctx: Context) -> None:
-    old = ctx.keyring.kek
+    old = load_kek(ctx.settings)
     rotated = KeyEncryptionKeys((b"\x02" * 32, *old.keys))
-    ctx.keyring.kek = rotated
-    signer = ctx.keyring.signer(ctx.clock.now())
-    assert signer.kid
-    count = await ctx.keyring.rewrap(actor="test")
+    # This worker restarted with the new KEK first and the old one still listed.
+    cache = Keyring(ctx.store, ctx.settings, rotated, ctx.clock)
+    await cache.load()
+    signer = cache.signer(ctx.clock.now())
+    assert signer.kid == ctx.keyring.signer(ctx.clock.now()).kid
+    keys = KeyService(ctx.store, cache, ctx.settings, rotated, ctx.clock)
+    count = await keys.rewrap(actor="test")
     assert count == 2
     for record in await ctx.store.list_keys():
         assert record.kek_id == rotated.current_id
     # The old KEK can now be dropped.
-    ctx.keyring.kek = KeyEncryptionKeys((b"\x02" * 32,))
-    ctx.keyring._snapshot = None
-    await ctx.keyring.load()
-    assert ctx.keyring.signer(ctx.clock.now()).kid == signer.kid
+    only_new = Keyring(ctx.store, ctx.settings, KeyEncryptionKeys((b"\x02" * 32,)), ctx.clock)
+    await only_new.load()
+    assert only_new.signer(ctx.clock.now()).kid == signer.kid

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from issuer.app import create_app
+from issuer.app import create_app, start, stop
 from issuer.clock import SettableClock
 from issuer.config import Settings
 from issuer.context import Context
@@ -148,7 +150,7 @@ async def test_full_cycle_pending_active_retired_expired_and_restart(
     # Rotation happens by the clock: no write is needed for k2 to sign.
     clock.advance(hours=1)
     assert token_kid(await get_token()) == k2
-    await ctx.keyring.maintain()
+    await ctx.keys.maintain()
     by_kid = {v.kid: v for v in ctx.keyring.views()}
     assert by_kid[k1].state is KeyState.RETIRED
     assert by_kid[k2].state is KeyState.ACTIVE
@@ -161,7 +163,7 @@ async def test_full_cycle_pending_active_retired_expired_and_restart(
     assert k1 in await kids_in_jwks(client)
     clock.advance(seconds=1)
     assert k1 not in await kids_in_jwks(client)
-    await ctx.keyring.maintain()
+    await ctx.keys.maintain()
     rows = {r.kid: r for r in await ctx.store.list_keys()}
     assert rows[k1].private_wrapped is None, "an expired key's private half must be destroyed"
     assert rows[k2].private_wrapped is not None
@@ -181,7 +183,7 @@ async def test_token_lifetimes_never_outlive_the_key_in_the_jwks(
     token = await get_token()
     exp = jwt.decode(token, options={"verify_signature": False})["exp"]
     clock.advance(seconds=1)
-    await ctx.keyring.maintain()
+    await ctx.keys.maintain()
     while clock.now().timestamp() < exp + 60:
         assert token_kid(token) in await kids_in_jwks(client)
         clock.advance(seconds=30)
@@ -232,7 +234,7 @@ async def test_revoking_a_pending_key_leaves_the_signer_and_plans_a_new_successo
 ) -> None:
     pending = next(v for v in ctx.keyring.views() if v.state is KeyState.PENDING)
     signer = token_kid(await get_token())
-    await ctx.keyring.revoke(pending.kid, actor="test")
+    await ctx.keys.revoke(pending.kid, actor="test")
     assert token_kid(await get_token()) == signer
     states_now = [v.state for v in ctx.keyring.views()]
     assert states_now.count(KeyState.PENDING) == 1
@@ -242,7 +244,7 @@ async def test_revoking_a_pending_key_leaves_the_signer_and_plans_a_new_successo
 async def test_state_survives_a_restart_mid_cycle(
     ctx: Context, clock: SettableClock, settings: Settings, aiohttp_client: ClientFactory
 ) -> None:
-    await ctx.keyring.rotate(immediate=True, actor="test")
+    await ctx.keys.rotate(immediate=True, actor="test")
     clock.advance(minutes=5)
     before = [v.as_json() for v in ctx.keyring.views()]
     app2: web.Application = create_app(settings, clock=clock)
@@ -257,9 +259,9 @@ async def test_revoking_an_emergency_key_never_brings_the_retired_key_back(
 ) -> None:
     original = token_kid(await get_token())
     clock.advance(seconds=1)
-    emergency = await ctx.keyring.rotate(immediate=True, actor="test")
+    emergency = await ctx.keys.rotate(immediate=True, actor="test")
     clock.advance(seconds=1)
-    await ctx.keyring.revoke(emergency.kid, actor="test")
+    await ctx.keys.revoke(emergency.kid, actor="test")
     signer = token_kid(await get_token())
     assert signer not in (original, emergency.kid)
     states_now = {v.kid: v.state for v in ctx.keyring.views()}
@@ -267,33 +269,67 @@ async def test_revoking_an_emergency_key_never_brings_the_retired_key_back(
     assert states_now[signer] is KeyState.ACTIVE
 
 
-async def test_a_worker_that_waited_for_the_lock_does_not_make_a_second_signer(
+class ParkedClock:
+    """B's view of the shared clock: its first reading is taken, then B is held until
+    the test lets it go, so another worker can act between B's reading and B's next step.
+
+    B runs on its own event loop in its own thread, so holding it here blocks only B.
+    """
+
+    def __init__(self, clock: SettableClock) -> None:
+        self.clock = clock
+        self.first_read = threading.Event()
+        self.go_on = threading.Event()
+
+    def now(self) -> datetime:
+        now = self.clock.now()
+        if not self.first_read.is_set():
+            self.first_read.set()
+            assert self.go_on.wait(timeout=60), "the test never let B go on"
+        return now
+
+
+async def test_a_worker_that_read_the_clock_before_another_made_keys_makes_no_second_signer(
     settings: Settings, clock: SettableClock
 ) -> None:
-    # Worker B starts on an empty database and waits for the key lock, which worker A
-    # holds while it makes the first keys a moment later (by the clock). B must decide
-    # by the time it got the lock; by the time it asked, A's key is still pending and B
-    # would make a second signing key.
-    import asyncio
+    # Two workers start on an empty database. B reads the clock first and sees no key;
+    # then, a second later by the clock, A starts and makes the first keys (one active
+    # from that second on, one pending). When B then gets the key lock it must decide by
+    # the time it got the lock: by the time it read the clock, A's key was still pending
+    # and B would make a second signing key.
+    b_clock = ParkedClock(clock)
+    b_failed: list[BaseException] = []
 
-    from issuer.app import open_store, start, stop
-    from issuer.context import Context as Ctx
-    from issuer.kek import load_kek
-    from issuer.keyring import Keyring
+    async def start_b() -> None:
+        b = Context(settings, b_clock)
+        try:
+            await start(b)
+        finally:
+            await stop(b)
 
-    store_a = await open_store(settings)
-    a = Keyring(store_a, settings, load_kek(settings), clock)
-    b = Ctx(settings, clock)
+    def run_b() -> None:
+        try:
+            asyncio.run(start_b())
+        except BaseException as exc:  # reported by the test below
+            b_failed.append(exc)
+
+    b_thread = threading.Thread(target=run_b)
+    b_thread.start()
+    a = Context(settings, clock)
     try:
-        async with store_a.key_schedule() as tx:
-            b_started = asyncio.create_task(start(b))
-            await asyncio.sleep(0.5)  # B has read the clock and waits for the lock
-            clock.advance(1)
-            now = clock.now()
-            await a._create(tx, now, now)
-            await a._create(tx, now + timedelta(seconds=settings.key_rotation_interval), now)
-        await b_started
-        assert sorted(v.state for v in b.keyring.views()) == [KeyState.ACTIVE, KeyState.PENDING]
+        assert await asyncio.to_thread(b_clock.first_read.wait, 60), "B never read the clock"
+        clock.advance(1)
+        await start(a)
     finally:
-        await stop(b)
-        await store_a.close()
+        b_clock.go_on.set()
+        await asyncio.to_thread(b_thread.join, 60)
+    try:
+        assert not b_thread.is_alive()
+        assert b_failed == []
+        keys = await a.store.list_keys()
+        assert sorted(v.state for v in derive_schedule(keys, clock.now(), RETENTION)) == [
+            KeyState.ACTIVE,
+            KeyState.PENDING,
+        ], [(k.kid, k.activates_at) for k in keys]
+    finally:
+        await stop(a)

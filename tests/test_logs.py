@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from issuer import logs
 from issuer.context import Context
+from issuer.kek import load_kek
 from issuer.logs import (
     JSONFormatter,
     LibraryFloodFilter,
@@ -147,7 +148,7 @@ async def test_a_full_run_logs_access_lines_and_no_secret(
     assert error["exception"]["type"] == "RuntimeError"
     assert "the database fell over" in error["exception"]["message"]
 
-    kek = ctx.keyring.kek.keys[0]
+    kek = load_kek(ctx.settings).keys[0]
     secrets = {
         "client secret": new["client_secret"],
         "wrong secret": "hunter2-wrong-secret",

@@ -36,7 +36,7 @@ async def test_notify_wakes_and_a_terminated_connection_reconnects(
     postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     keyring = CountingKeyring()
-    task = asyncio.create_task(follow_key_changes(postgres_url, keyring))  # type: ignore[arg-type]
+    task = asyncio.create_task(follow_key_changes(postgres_url, keyring.wake))
     admin = await asyncpg.connect(postgres_url)
     try:
 

@@ -129,7 +129,7 @@ async def test_two_replicas_racing_the_scheduler_create_one_successor(
         assert [v.state for v in views] == [KeyState.ACTIVE, KeyState.PENDING]
         # The successor starts signing: now nothing is pending, and both schedulers notice.
         clock.set(views[1].record.activates_at + timedelta(seconds=1))
-        created = await asyncio.gather(a.keyring.maintain(), b.keyring.maintain())
+        created = await asyncio.gather(a.keys.maintain(), b.keys.maintain())
         assert sorted(created) == [False, True]
         await a.keyring.load()
         await b.keyring.load()

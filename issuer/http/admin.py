@@ -2,175 +2,143 @@
 
 Every route needs ``Authorization: Bearer <access token of this issuer>`` whose
 scope includes ``issuer:admin`` (RFC 6750 §2.1), verified offline against this
-issuer's own published keys. Every change is written to the audit log.
+issuer's own published keys (:func:`issuer.http.auth.require_admin`). Every change
+is written to the audit log.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
-from issuer.appkeys import claims_key, context_key
-from issuer.errors import (
-    InsufficientScopeError,
-    InvalidRequestError,
-    InvalidTokenError,
-    MissingTokenError,
+from issuer.appkeys import context_key
+from issuer.errors import InvalidRequestError
+from issuer.http.auth import actor
+from issuer.http.operations import (
+    BAD_REQUEST,
+    NOT_FOUND,
+    TOO_LARGE,
+    admin,
+    error,
+    json_body,
+    json_request,
+    listing,
+    operation,
+    page,
+    query,
+    ref,
 )
-from issuer.http.forms import require_storable
-from issuer.http.middleware import Handler, json_response
-from issuer.services.accounts import create_client, set_client_disabled
-from issuer.verifier.core import verify_token
-from issuer.verifier.errors import TokenError
+from issuer.http.render import json_response
+from issuer.http.requests import field, only_fields, only_query, read_json
+from issuer.services import accounts, audit
+from issuer.services.accounts import client_json
 
-ADMIN_SCOPE = "issuer:admin"
-
-
-def bearer_token(request: web.Request) -> str:
-    header = request.headers.get("Authorization")
-    if header is None:
-        raise MissingTokenError()
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidTokenError("expected Authorization: Bearer <token>")
-    return token.strip()
-
-
-async def authenticate(request: web.Request) -> dict[str, Any]:
-    """The claims of the request's bearer token, verified offline; 401 otherwise."""
-    ctx = request.app[context_key]
-    keyring = ctx.keyring
-    token = bearer_token(request)
-    try:
-        claims = verify_token(
-            token,
-            keyring.snapshot().verification_keys,
-            keyring.verification_policy(),
-            ctx.clock.now().timestamp(),
-        )
-    except TokenError as exc:
-        raise InvalidTokenError(f"the access token is invalid ({exc.reason})") from None
-    for check in ctx.token_checks:
-        await check(request, claims)
-    return claims
+AUDIT_PAGE_MAX = 500
+AUDIT_ID_MAX = 2**63 - 1  # audit ids are 64-bit: a larger number would overflow the driver
+ONE_KEY = json_body(
+    {"type": "object", "required": ["key"], "properties": {"key": ref("Key")}}, "The key"
+)
+KID = [{"name": "kid", "in": "path", "required": True, "schema": {"type": "string"}}]
+CLIENT_REF = [
+    {
+        "name": "client_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The client_id, or the client's name",
+    }
+]
 
 
-@web.middleware
-async def require_admin(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in ("/livez", "/readyz", "/metrics", "/openapi.json"):
-        return await handler(request)
-    claims = await authenticate(request)
-    if ADMIN_SCOPE not in str(claims.get("scope", "")).split():
-        raise InsufficientScopeError(ADMIN_SCOPE, f"this API needs the {ADMIN_SCOPE} scope")
-    if claims.get("sub") != claims.get("client_id"):
-        # A user's token: the client may hold the scope (a first-party admin console),
-        # but only users given the role may use it, or every user of that client
-        # would be an administrator.
-        roles = claims.get("roles")
-        if not isinstance(roles, list) or ADMIN_SCOPE not in roles:
-            raise InsufficientScopeError(
-                ADMIN_SCOPE, f"this user lacks the {ADMIN_SCOPE} role for this API"
-            )
-    request[claims_key] = claims
-    return await handler(request)
-
-
-def actor(request: web.Request) -> str:
-    return f"token:{request[claims_key].get('sub', '?')}"
-
-
-def _storable_strings(value: Any, what: str) -> None:
-    if isinstance(value, str):
-        require_storable(value, what)
-    elif isinstance(value, list):
-        for item in value:
-            _storable_strings(item, what)
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    for name, value in pairs:
-        # "\ud800" and "\u0000" are valid JSON escapes, but no store can hold them.
-        # (Nested objects have been through this hook already.)
-        require_storable(name, "a JSON member name")
-        _storable_strings(value, f"JSON member {name[:40]!r}")
-    body = dict(pairs)
-    if len(body) != len(pairs):
-        # {"name": "a", "name": "b"}: which one did the operator mean?
-        raise InvalidRequestError("a JSON member is repeated")
-    return body
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """A JSON object body; an empty body counts as ``{}``."""
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    if request.content_type != "application/json":
-        raise InvalidRequestError("the body must be application/json")
-    try:
-        body = json.loads(raw, object_pairs_hook=_unique_members)
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidRequestError("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError("the body must be a JSON object")
-    return body
-
-
-def only_fields(body: dict[str, Any], allowed: set[str]) -> None:
-    unknown = set(body) - allowed
-    if unknown:
-        raise InvalidRequestError(f"unknown field {sorted(unknown)[0][:40]!r}")
-
-
-def field(body: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
-    """``body[name]`` if it is a ``kind``, ``default`` when absent; null is not absent (400)."""
-    if name not in body:
-        return default
-    value = body[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InvalidRequestError(f"{name} must be a {kind.__name__}")
-    return value
-
-
+@operation(
+    admin(
+        "Every signing key with its state",
+        {"200": json_body(listing("keys", ref("Key")), "Keys, newest first")},
+    )
+)
 async def handle_list_keys(request: web.Request) -> web.Response:
-    keyring = request.app[context_key].keyring
-    await keyring.load()
-    return json_response({"keys": [v.as_json() for v in reversed(keyring.views())]})
+    views = await request.app[context_key].keys.list_keys()
+    return json_response({"keys": [v.as_json() for v in views]})
 
 
+@operation(
+    admin(
+        "Publish a new key",
+        {"201": ONE_KEY, "400": BAD_REQUEST, "413": TOO_LARGE},
+        requestBody=json_request(
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "immediate": {
+                        "type": "boolean",
+                        "description": "Sign with the new key at once (emergency) instead of "
+                        "after the publish lead",
+                    }
+                },
+            },
+            required=False,
+        ),
+    )
+)
 async def handle_rotate_key(request: web.Request) -> web.Response:
     body = await read_json(request)
     only_fields(body, {"immediate"})
     immediate = field(body, "immediate", bool, False)
-    view = await request.app[context_key].keyring.rotate(immediate=immediate, actor=actor(request))
+    view = await request.app[context_key].keys.rotate(immediate=immediate, actor=actor(request))
     return json_response({"key": view.as_json()}, status=201)
 
 
+@operation(
+    admin(
+        "Withdraw a key from the JWKS at once; a fresh key signs if it was the signer",
+        {"200": ONE_KEY, "404": NOT_FOUND},
+        parameters=KID,
+    )
+)
 async def handle_revoke_key(request: web.Request) -> web.Response:
     kid = request.match_info["kid"]
-    view = await request.app[context_key].keyring.revoke(kid, actor=actor(request))
+    view = await request.app[context_key].keys.revoke(kid, actor=actor(request))
     return json_response({"key": view.as_json()})
 
 
-def client_json(client: Any) -> dict[str, Any]:
-    return {
-        "client_id": client.client_id,
-        "name": client.name,
-        "scopes": list(client.scopes),
-        "first_party": client.first_party,
-        "public": client.public,
-        "disabled": client.disabled,
-        "created_at": client.created_at.isoformat().replace("+00:00", "Z"),
-    }
-
-
+@operation(
+    admin(
+        "Every client",
+        {"200": json_body(listing("clients", ref("Client")), "Clients")},
+    )
+)
 async def handle_list_clients(request: web.Request) -> web.Response:
-    clients = await request.app[context_key].store.list_clients()
+    clients = await accounts.list_clients(request.app[context_key].store)
     return json_response({"clients": [client_json(c) for c in clients]})
 
 
+@operation(
+    admin(
+        "Register a client; a confidential client's secret is shown this once",
+        {
+            "201": json_body(ref("Client"), "The new client"),
+            "400": BAD_REQUEST,
+            "409": error("A client with this name exists (`conflict`)"),
+            "413": TOO_LARGE,
+        },
+        requestBody=json_request(
+            {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": accounts.MAX_CLIENT_NAME,
+                    },
+                    "scopes": {"type": "array", "items": {"type": "string"}},
+                    "first_party": {"type": "boolean"},
+                    "public": {"type": "boolean"},
+                },
+            }
+        ),
+    )
+)
 async def handle_create_client(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = await read_json(request)
@@ -181,7 +149,7 @@ async def handle_create_client(request: web.Request) -> web.Response:
     scopes = field(body, "scopes", list, [])
     if not all(isinstance(s, str) for s in scopes):
         raise InvalidRequestError("scopes must be a list of strings")
-    new = await create_client(
+    new = await accounts.create_client(
         ctx.store,
         ctx.clock,
         name=name,
@@ -196,6 +164,26 @@ async def handle_create_client(request: web.Request) -> web.Response:
     return json_response(out, status=201, headers={"Cache-Control": "no-store"})
 
 
+@operation(
+    admin(
+        "Disable or enable a client; disabling also cuts off every token it holds",
+        {
+            "200": json_body(ref("Client"), "The client"),
+            "400": BAD_REQUEST,
+            "404": NOT_FOUND,
+            "413": TOO_LARGE,
+        },
+        parameters=CLIENT_REF,
+        requestBody=json_request(
+            {
+                "type": "object",
+                "required": ["disabled"],
+                "additionalProperties": False,
+                "properties": {"disabled": {"type": "boolean"}},
+            }
+        ),
+    )
+)
 async def handle_patch_client(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = await read_json(request)
@@ -203,7 +191,7 @@ async def handle_patch_client(request: web.Request) -> web.Response:
     disabled = field(body, "disabled", bool)
     if disabled is None:
         raise InvalidRequestError("disabled is required")
-    client = await set_client_disabled(
+    client = await accounts.set_client_disabled(
         ctx.store,
         ctx.settings,
         ctx.clock,
@@ -214,31 +202,37 @@ async def handle_patch_client(request: web.Request) -> web.Response:
     return json_response(client_json(client))
 
 
+@operation(
+    admin(
+        "The audit log, oldest first, paged by id",
+        {
+            "200": json_body(
+                page(ref("AuditEvent"), {"type": "string", "pattern": "^[0-9]+$"}),
+                "A page of events; pass `next` as `after` for the next page",
+            ),
+            "400": BAD_REQUEST,
+        },
+        parameters=[
+            query("after", {"type": "integer", "minimum": 0, "maximum": AUDIT_ID_MAX}),
+            query(
+                "limit",
+                {"type": "integer"},
+                f"Clamped to 1…{AUDIT_PAGE_MAX} (default 100)",
+            ),
+        ],
+    )
+)
 async def handle_audit(request: web.Request) -> web.Response:
-    unknown = set(request.query) - {"after", "limit"}
-    if unknown:
-        raise InvalidRequestError(f"unknown parameter {sorted(unknown)[0][:40]!r}")
+    only_query(request, {"after", "limit"})
     try:
         after = int(request.query.get("after", "0"))
-        limit = min(500, max(1, int(request.query.get("limit", "100"))))
+        limit = min(AUDIT_PAGE_MAX, max(1, int(request.query.get("limit", "100"))))
     except ValueError:
         raise InvalidRequestError("after and limit must be integers") from None
-    # Audit ids are 64-bit: a larger number would overflow the driver (a 500), not match.
-    if not 0 <= after < 2**63:
+    if not 0 <= after <= AUDIT_ID_MAX:
         raise InvalidRequestError("after must be an audit id (0 or more)")
-    events = await request.app[context_key].store.list_audit(after=after, limit=limit)
-    items = [
-        {
-            "id": e.id,
-            "at": e.at.isoformat().replace("+00:00", "Z"),
-            "actor": e.actor,
-            "action": e.action,
-            "target": e.target,
-            "detail": e.detail,
-        }
-        for e in events
-    ]
-    return json_response({"items": items, "next": items[-1]["id"] if items else after})
+    page = await audit.list_audit(request.app[context_key].store, after=after, limit=limit)
+    return json_response({"items": page.items, "next": page.next})
 
 
 def add_routes(app: web.Application) -> None:
@@ -249,6 +243,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/clients", handle_create_client)
     app.router.add_patch("/admin/clients/{client_id}", handle_patch_client)
     app.router.add_get("/admin/audit", handle_audit)
-    from issuer.http import users  # imported here: it builds on this module
-
-    users.add_routes(app)

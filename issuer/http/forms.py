@@ -9,27 +9,10 @@ from urllib.parse import parse_qsl, unquote_plus
 from aiohttp import web
 
 from issuer.errors import InvalidClientError, InvalidRequestError
+from issuer.http.requests import require_storable
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 50
-
-
-def storable(text: str) -> bool:
-    """Text every store can hold: Unicode scalar values only (no lone surrogate, which
-    UTF-8 cannot encode, RFC 3629 §3) and no NUL (PostgreSQL's text type refuses it)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def require_storable(text: str, what: str) -> str:
-    if not storable(text):
-        raise InvalidRequestError(f"{what} contains a NUL or an invalid Unicode character")
-    return text
 
 
 @dataclass(frozen=True, slots=True)

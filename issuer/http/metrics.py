@@ -9,10 +9,10 @@ import time
 from aiohttp import web
 
 from issuer import logs, metrics
-from issuer.appkeys import context_key
+from issuer.appkeys import context_key, grant_type_key
 from issuer.errors import IssuerError
 from issuer.http.middleware import CLIENT_CLOSED_REQUEST, ClientGoneError, Handler, route_name
-from issuer.http.public import GRANTS
+from issuer.http.operations import operation, unauthenticated
 
 TOKEN_ROUTE = "/token"  # noqa: S105 (a path, not a secret)
 JWKS_ROUTE = "/.well-known/jwks.json"
@@ -51,21 +51,32 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         method = request.method if request.method in METHODS else "OTHER"
         metrics.request_observed(route, method, status, elapsed)
         if route == TOKEN_ROUTE:
-            await _count_token(request, status, error)
+            _count_token(request, status, error)
         elif route == JWKS_ROUTE:
             metrics.jwks_served(status)
         logs.access(method, route, status, elapsed * 1000, quiet=route in QUIET_ROUTES)
 
 
-async def _count_token(request: web.Request, status: int, error: str) -> None:
+def _count_token(request: web.Request, status: int, error: str) -> None:
     if status == 200:
-        # The handler has read the body already: this parses the cached bytes again.
-        grant = (await request.post()).get("grant_type")
-        metrics.token_issued(grant if isinstance(grant, str) and grant in GRANTS else "other")
+        # Set by the token handler once it knows the grant: no second parse of the form.
+        metrics.token_issued(request.get(grant_type_key, "other"))
     elif error:
         metrics.token_error(error)
 
 
+@operation(
+    unauthenticated(
+        "Prometheus metrics, all workers added up",
+        "health",
+        {
+            "200": {
+                "description": "Prometheus text format 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+)
 async def handle_metrics(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = metrics.render(ctx.keyring if ctx.started else None, ctx.clock.now())

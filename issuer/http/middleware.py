@@ -8,23 +8,21 @@ request id and answered as a bare 500 that reveals nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from issuer import logs, metrics
 from issuer.appkeys import admin_app_key, context_key
 from issuer.errors import IssuerError
-from issuer.http.forms import require_storable
+from issuer.http.render import json_response
 from issuer.logs import request_id_var, route_var
 
 log = logging.getLogger("issuer.http")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SECURITY_HEADERS = {
@@ -41,17 +39,6 @@ _HTTP_ERRORS = {
     413: "invalid_request",
     415: "invalid_request",
 }
-
-
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
 
 
 def error_response(error: IssuerError) -> web.Response:
@@ -110,22 +97,6 @@ async def read_body(request: web.Request, handler: Handler) -> web.StreamRespons
     return await handler(request)
 
 
-@web.middleware
-async def storable_text(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse, for every route, path segments and query parameters no store can hold.
-
-    ``%00`` decodes to a NUL that PostgreSQL refuses (a 500 from the driver), and a
-    lone surrogate cannot be encoded as UTF-8: such a value names nothing, so it is
-    a 400 before any handler looks it up. Bodies are checked by their parsers.
-    """
-    for name, value in request.match_info.items():
-        require_storable(value, f"path segment {name}")
-    for name, value in request.query.items():
-        require_storable(name, "a query parameter name")
-        require_storable(value, f"query parameter {name[:40]!r}")
-    return await handler(request)
-
-
 def _listener(request: web.Request) -> str:
     # Only the public app carries the admin app along.
     return "public" if admin_app_key in request.app else "admin"
@@ -134,7 +105,7 @@ def _listener(request: web.Request) -> str:
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    rid = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     request_id_var.set(rid)
     route_var.set(route_name(request))
     response = await _render_errors(request, handler)

@@ -1,66 +1,25 @@
 """The OpenAPI 3.1 documents of both listeners, served at ``/openapi.json`` on each.
 
-Built as plain dicts, one function per route group; a new route adds its paths
-function to ``PUBLIC_GROUPS`` or ``ADMIN_GROUPS`` (tests/http/test_openapi.py
-fails while a registered route is missing from its listener's document).
-Errors are RFC 6749 §5.2 bodies; client authentication is HTTP Basic (RFC 6749
-§2.3.1) or the form fields, and the admin API takes a Bearer token (RFC 6750).
+Built from the router, as starlette's ``SchemaGenerator.get_endpoints`` does: every
+route contributes the operation its handler carries (:mod:`issuer.http.operations`),
+and path parameters come from the route's template. Client authentication is HTTP
+Basic (RFC 6749 §2.3.1) or the form fields; the admin API takes a Bearer token
+(RFC 6750).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
 from typing import Any
 
 from aiohttp import web
 
 from issuer import __version__
-from issuer.appkeys import context_key
-from issuer.context import Context
-from issuer.http.middleware import json_response
-from issuer.http.public import GRANTS
-from issuer.http.sessions_openapi import SECURITY_SCHEMES as SESSION_SECURITY_SCHEMES
-from issuer.http.sessions_openapi import admin_user_paths, session_paths
+from issuer.http.operations import json_body, operation, operation_of, unauthenticated
+from issuer.http.render import json_response
 
 Doc = dict[str, Any]
-Paths = dict[str, Doc]
-
-
-def ref(name: str) -> Doc:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def json_body(schema: Doc, description: str, headers: Doc | None = None) -> Doc:
-    out: Doc = {"description": description, "content": {"application/json": {"schema": schema}}}
-    if headers:
-        out["headers"] = headers
-    return out
-
-
-def error(description: str, headers: Doc | None = None) -> Doc:
-    return json_body(ref("OAuthError"), description, headers)
-
-
-def _header(description: str) -> Doc:
-    return {"description": description, "schema": {"type": "string"}}
-
-
-BAD_REQUEST = error("Malformed request (`invalid_request` and friends)")
-TOO_LARGE = error("Request body larger than 64 KiB")
-NOT_FOUND = error("No such resource")
-UNAVAILABLE = error("No signing key is available right now (`temporarily_unavailable`)")
-BEARER_ERRORS = {
-    "401": error(
-        "Missing, invalid or expired bearer token (RFC 6750 §3.1)",
-        {"WWW-Authenticate": _header("The Bearer challenge")},
-    ),
-    "403": error(
-        "The token lacks the issuer:admin scope (`insufficient_scope`)",
-        {"WWW-Authenticate": _header("The Bearer challenge, with the scope needed")},
-    ),
-}
-
-# -- schemas ----------------------------------------------------------------------
+_PLACEHOLDER = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 SCHEMAS: Doc = {
@@ -190,353 +149,60 @@ SECURITY_SCHEMES: Doc = {
         "bearerFormat": "JWT",
         "description": "An access token of this issuer with the issuer:admin scope",
     },
+    "userBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An access token of this issuer (RFC 6750 §2.1)",
+    },
 }
-SECURITY_SCHEMES.update(SESSION_SECURITY_SCHEMES)
-
-# -- route groups -----------------------------------------------------------------
 
 
-def ops_paths(ctx: Context) -> Paths:
-    health = {"200": json_body(ref("Health"), "OK")}
-    return {
-        "/livez": {
-            "get": {
-                "summary": "Liveness: the process answers (checks no dependency)",
-                "tags": ["health"],
-                "security": [],
-                "responses": health,
-            }
-        },
-        "/readyz": {
-            "get": {
-                "summary": "Readiness: database reachable and a signing key loaded",
-                "tags": ["health"],
-                "security": [],
-                "responses": {
-                    **health,
-                    "503": json_body(ref("Health"), "Not ready; `failed` lists what"),
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "tags": ["meta"],
-                "security": [],
-                "responses": {"200": json_body({"type": "object"}, "OpenAPI 3.1 document")},
-            }
-        },
-    }
+def _path_parameters(path: str, op: Doc) -> list[Doc]:
+    """The route template's placeholders, unless the operation describes them itself."""
+    declared = {(p["name"], p["in"]) for p in op.get("parameters", [])}
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PLACEHOLDER.findall(path)
+        if (name, "path") not in declared
+    ]
 
 
-def token_paths(ctx: Context) -> Paths:
-    form = {
-        "type": "object",
-        "required": ["grant_type"],
-        "properties": {
-            "grant_type": {"type": "string", "enum": sorted(GRANTS)},
-            "scope": {"type": "string", "description": "Space-delimited (RFC 6749 §3.3)"},
-            "client_id": {"type": "string", "description": "client_secret_post, or public"},
-            "client_secret": {"type": "string", "description": "client_secret_post"},
-        },
-    }
-    no_store = {"Cache-Control": _header("no-store (RFC 6749 §5.1)")}
-    return {
-        "/token": {
-            "post": {
-                "summary": "Token endpoint (RFC 6749 §3.2)",
-                "tags": ["oauth"],
-                "security": [{"clientBasic": []}, {}],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/x-www-form-urlencoded": {"schema": form}},
-                },
-                "responses": {
-                    "200": json_body(ref("TokenResponse"), "Tokens (RFC 6749 §5.1)", no_store),
-                    "400": BAD_REQUEST,
-                    "401": error(
-                        "Client authentication failed (`invalid_client`)",
-                        {"WWW-Authenticate": _header("The Basic challenge")},
-                    ),
-                    "413": TOO_LARGE,
-                    "429": error("Too many failed attempts", {"Retry-After": _header("Seconds")}),
-                    "503": UNAVAILABLE,
-                },
-            }
-        }
-    }
+def paths_of(app: web.Application) -> Doc:
+    """``{path: {method: operation}}`` for every documented route of ``app``."""
+    paths: Doc = {}
+    for route in app.router.routes():
+        resource = route.resource
+        op = operation_of(route.handler)
+        if resource is None or route.method == "HEAD" or op is None:
+            continue
+        path = resource.canonical
+        extra = _path_parameters(path, op)
+        if extra:
+            op = {**op, "parameters": [*extra, *op.get("parameters", [])]}
+        paths.setdefault(path, {})[route.method.lower()] = op
+    return paths
 
 
-def well_known_paths(ctx: Context) -> Paths:
-    metadata = {
-        "get": {
-            "summary": "Authorization server metadata (RFC 8414)",
-            "tags": ["discovery"],
-            "security": [],
-            "responses": {"200": json_body(ref("ServerMetadata"), "Metadata")},
-        }
-    }
-    return {
-        "/.well-known/jwks.json": {
-            "get": {
-                "summary": "The published signing keys (RFC 7517)",
-                "tags": ["discovery"],
-                "security": [],
-                "parameters": [
-                    {
-                        "name": "If-None-Match",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string"},
-                    }
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The key set",
-                        "headers": {
-                            "ETag": _header("Strong validator"),
-                            "Cache-Control": _header("public, max-age=…"),
-                        },
-                        "content": {"application/jwk-set+json": {"schema": ref("JWKS")}},
-                    },
-                    "304": {"description": "Not modified (the ETag matches)"},
-                },
-            }
-        },
-        "/.well-known/openid-configuration": metadata,
-        "/.well-known/oauth-authorization-server": metadata,
-    }
-
-
-def _admin(summary: str, responses: Doc, **extra: Any) -> Doc:
-    return {
-        "summary": summary,
-        "tags": ["admin"],
-        "responses": {**responses, **BEARER_ERRORS},
-        **extra,
-    }
-
-
-def admin_key_paths(ctx: Context) -> Paths:
-    one_key = json_body(
-        {"type": "object", "required": ["key"], "properties": {"key": ref("Key")}}, "The key"
-    )
-    rotate_body = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "immediate": {
-                "type": "boolean",
-                "description": "Sign with the new key at once (emergency) instead of after "
-                "the publish lead",
-            }
-        },
-    }
-    return {
-        "/admin/keys": {
-            "get": _admin(
-                "Every signing key with its state",
-                {
-                    "200": json_body(
-                        {
-                            "type": "object",
-                            "required": ["keys"],
-                            "properties": {"keys": {"type": "array", "items": ref("Key")}},
-                        },
-                        "Keys, newest first",
-                    )
-                },
-            )
-        },
-        "/admin/keys/rotate": {
-            "post": _admin(
-                "Publish a new key",
-                {"201": one_key, "400": BAD_REQUEST, "413": TOO_LARGE},
-                requestBody={
-                    "required": False,
-                    "content": {"application/json": {"schema": rotate_body}},
-                },
-            )
-        },
-        "/admin/keys/{kid}/revoke": {
-            "post": _admin(
-                "Withdraw a key from the JWKS at once; a fresh key signs if it was the signer",
-                {"200": one_key, "404": NOT_FOUND},
-                parameters=[
-                    {"name": "kid", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-            )
-        },
-    }
-
-
-def admin_client_paths(ctx: Context) -> Paths:
-    create = {
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 200},
-            "scopes": {"type": "array", "items": {"type": "string"}},
-            "first_party": {"type": "boolean"},
-            "public": {"type": "boolean"},
-        },
-    }
-    return {
-        "/admin/clients": {
-            "get": _admin(
-                "Every client",
-                {
-                    "200": json_body(
-                        {
-                            "type": "object",
-                            "required": ["clients"],
-                            "properties": {"clients": {"type": "array", "items": ref("Client")}},
-                        },
-                        "Clients",
-                    )
-                },
-            ),
-            "post": _admin(
-                "Register a client; a confidential client's secret is shown this once",
-                {
-                    "201": json_body(ref("Client"), "The new client"),
-                    "400": BAD_REQUEST,
-                    "409": error("A client with this name exists (`conflict`)"),
-                    "413": TOO_LARGE,
-                },
-                requestBody={
-                    "required": True,
-                    "content": {"application/json": {"schema": create}},
-                },
-            ),
-        },
-        "/admin/clients/{client_id}": {
-            "patch": _admin(
-                "Disable or enable a client; disabling also cuts off every token it holds",
-                {
-                    "200": json_body(ref("Client"), "The client"),
-                    "400": BAD_REQUEST,
-                    "404": NOT_FOUND,
-                    "413": TOO_LARGE,
-                },
-                parameters=[
-                    {
-                        "name": "client_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                        "description": "The client_id, or the client's name",
-                    }
-                ],
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["disabled"],
-                                "additionalProperties": False,
-                                "properties": {"disabled": {"type": "boolean"}},
-                            }
-                        }
-                    },
-                },
-            ),
-        },
-    }
-
-
-def admin_audit_paths(ctx: Context) -> Paths:
-    return {
-        "/admin/audit": {
-            "get": _admin(
-                "The audit log, oldest first, paged by id",
-                {
-                    "200": json_body(
-                        {
-                            "type": "object",
-                            "required": ["items", "next"],
-                            "properties": {
-                                "items": {"type": "array", "items": ref("AuditEvent")},
-                                "next": {"type": "integer"},
-                            },
-                        },
-                        "A page of events; pass `next` as `after` for the next page",
-                    ),
-                    "400": BAD_REQUEST,
-                },
-                parameters=[
-                    {
-                        "name": "after",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "description": "Clamped to 1…500 (default 100)",
-                        "schema": {"type": "integer"},
-                    },
-                ],
-            )
-        }
-    }
-
-
-def metrics_paths(ctx: Context) -> Paths:
-    return {
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics, all workers added up",
-                "tags": ["health"],
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format 0.0.4",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        }
-    }
-
-
-PathGroup = Callable[[Context], Paths]
-PUBLIC_GROUPS: list[PathGroup] = [token_paths, session_paths, well_known_paths, ops_paths]
-ADMIN_GROUPS: list[PathGroup] = [
-    admin_key_paths,
-    admin_client_paths,
-    admin_user_paths,
-    admin_audit_paths,
-    metrics_paths,
-    ops_paths,
-]
-
-
-def document(ctx: Context, groups: list[PathGroup], title: str, security: list[Doc]) -> Doc:
-    paths: Paths = {}
-    for group in groups:
-        for path, item in group(ctx).items():
-            paths.setdefault(path, {}).update(item)
+def document(app: web.Application, title: str, security: list[Doc]) -> Doc:
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": __version__},
-        "paths": paths,
+        "paths": paths_of(app),
         "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
         "security": security,
     }
 
 
-def public_document(ctx: Context) -> Doc:
-    return document(ctx, PUBLIC_GROUPS, "issuer: public API", [])
-
-
-def admin_document(ctx: Context) -> Doc:
-    return document(ctx, ADMIN_GROUPS, "issuer: admin API", [{"adminBearer": []}])
-
-
-def add_route(app: web.Application, build: Callable[[Context], Doc]) -> None:
+def add_route(app: web.Application, title: str, security: list[Doc]) -> None:
+    @operation(
+        unauthenticated(
+            "This document",
+            "meta",
+            {"200": json_body({"type": "object"}, "OpenAPI 3.1 document")},
+        )
+    )
     async def handle_openapi(request: web.Request) -> web.Response:
-        return json_response(build(request.app[context_key]))
+        return json_response(document(request.app, title, security))
 
     app.router.add_get("/openapi.json", handle_openapi)

@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from issuer.appkeys import context_key
-from issuer.errors import IssuerError
-from issuer.http.middleware import json_response
+from issuer.http.operations import json_body, operation, ref, unauthenticated
+from issuer.http.render import json_response
+from issuer.services import health
 
-READY_TIMEOUT = 2.0
+HEALTH = {"200": json_body(ref("Health"), "OK")}
 
 
+@operation(
+    unauthenticated("Liveness: the process answers (checks no dependency)", "health", HEALTH)
+)
 async def handle_livez(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+@operation(
+    unauthenticated(
+        "Readiness: database reachable and a signing key loaded",
+        "health",
+        {**HEALTH, "503": json_body(ref("Health"), "Not ready; `failed` lists what")},
+    )
+)
 async def handle_readyz(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
-    failed = []
-    if not ctx.started:
-        failed.append("starting")
+    if ctx.started:
+        failed = await health.unready_parts(ctx.store, ctx.keyring, ctx.clock)
     else:
-        try:
-            await asyncio.wait_for(ctx.store.ping(), READY_TIMEOUT)
-        except Exception:
-            failed.append("database")
-        try:
-            ctx.keyring.signer(ctx.clock.now())
-        except IssuerError:
-            failed.append("signing_key")
+        failed = ["starting"]
     if failed:
         return json_response({"status": "unavailable", "failed": failed}, status=503)
     return json_response({"status": "ok"})

@@ -7,18 +7,34 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from issuer.appkeys import context_key
+from issuer.appkeys import context_key, grant_type_key
 from issuer.context import Context
 from issuer.errors import InvalidRequestError, UnsupportedGrantTypeError
 from issuer.http.forms import Form, client_credentials_of, read_form
-from issuer.http.middleware import json_response
-from issuer.http.sessions import add_routes as add_session_routes
+from issuer.http.operations import (
+    BAD_REQUEST,
+    CLIENT_401,
+    CLIENT_AUTH,
+    CLIENT_FIELDS,
+    NO_STORE_DOC,
+    TOO_LARGE,
+    UNAVAILABLE,
+    error,
+    form_body,
+    header,
+    json_body,
+    operation,
+    ref,
+    unauthenticated,
+)
+from issuer.http.render import token_response
 from issuer.http.sessions import grant_password, grant_refresh_token
 from issuer.services import grants
 from issuer.services.accounts import authenticate_client
 from issuer.services.grants import TokenResponse
 
 JWKS_TYPE = "application/jwk-set+json"
+CONFIDENTIAL_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 GrantHandler = Callable[[Context, web.Request, Form], Awaitable[TokenResponse]]
 
 
@@ -37,13 +53,32 @@ GRANTS: dict[str, GrantHandler] = {
 }
 
 
-def token_response(result: TokenResponse) -> web.Response:
-    # RFC 6749 §5.1: token responses must never be cached.
-    return json_response(
-        result.as_json(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
-    )
-
-
+@operation(
+    {
+        "summary": "Token endpoint (RFC 6749 §3.2)",
+        "tags": ["oauth"],
+        "security": CLIENT_AUTH,
+        "requestBody": form_body(
+            {
+                "grant_type": {"type": "string", "enum": sorted(GRANTS)},
+                "scope": {"type": "string", "description": "Space-delimited (RFC 6749 §3.3)"},
+                **CLIENT_FIELDS,
+            },
+            ["grant_type"],
+        ),
+        "responses": {
+            "200": json_body(ref("TokenResponse"), "Tokens (RFC 6749 §5.1)", NO_STORE_DOC),
+            "400": BAD_REQUEST,
+            "401": CLIENT_401,
+            "413": TOO_LARGE,
+            "429": error(
+                "Too many failed logins (`too_many_attempts`)",
+                {"Retry-After": header("Seconds")},
+            ),
+            "503": UNAVAILABLE,
+        },
+    }
+)
 async def handle_token(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     form = await read_form(request)
@@ -53,6 +88,7 @@ async def handle_token(request: web.Request) -> web.Response:
     grant = GRANTS.get(grant_type)
     if grant is None:
         raise UnsupportedGrantTypeError(f"grant_type {grant_type[:40]!r} is not supported")
+    request[grant_type_key] = grant_type  # for the metrics (a known grant, never user text)
     return token_response(await grant(ctx, request, form))
 
 
@@ -66,6 +102,31 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return etag in candidates
 
 
+@operation(
+    unauthenticated(
+        "The published signing keys (RFC 7517)",
+        "discovery",
+        {
+            "200": {
+                "description": "The key set",
+                "headers": {
+                    "ETag": header("Strong validator"),
+                    "Cache-Control": header("public, max-age=…"),
+                },
+                "content": {JWKS_TYPE: {"schema": ref("JWKS")}},
+            },
+            "304": {"description": "Not modified (the ETag matches)"},
+        },
+        parameters=[
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            }
+        ],
+    )
+)
 async def handle_jwks(request: web.Request) -> web.Response:
     doc, max_age = request.app[context_key].keyring.jwks()
     headers = {
@@ -86,14 +147,25 @@ def discovery_document(ctx: Context) -> bytes:
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "token_endpoint": f"{base}/token",
         "grant_types_supported": sorted(GRANTS),
-        "token_endpoint_auth_methods_supported": sorted(ctx.auth_methods),
+        # "none": public first-party clients (RFC 8414 §2).
+        "token_endpoint_auth_methods_supported": [*CONFIDENTIAL_AUTH_METHODS, "none"],
         "response_types_supported": [],
         "access_token_signing_alg_values_supported": [ctx.settings.signing_alg],
-        **ctx.extra_metadata,
+        "revocation_endpoint": f"{base}/revoke",
+        "revocation_endpoint_auth_methods_supported": [*CONFIDENTIAL_AUTH_METHODS, "none"],
+        "introspection_endpoint": f"{base}/introspect",
+        "introspection_endpoint_auth_methods_supported": list(CONFIDENTIAL_AUTH_METHODS),
     }
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+@operation(
+    unauthenticated(
+        "Authorization server metadata (RFC 8414)",
+        "discovery",
+        {"200": json_body(ref("ServerMetadata"), "Metadata")},
+    )
+)
 async def handle_discovery(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     return web.Response(
@@ -108,4 +180,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/.well-known/jwks.json", handle_jwks)
     app.router.add_get("/.well-known/openid-configuration", handle_discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", handle_discovery)
-    add_session_routes(app)

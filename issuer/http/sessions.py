@@ -4,43 +4,39 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from typing import Any
-
 from aiohttp import web
 
 from issuer.appkeys import context_key
 from issuer.context import Context
-from issuer.errors import InvalidClientError, InvalidTokenError
 from issuer.http.addresses import client_address
-from issuer.http.admin import authenticate
+from issuer.http.auth import authenticate
 from issuer.http.forms import Form, client_credentials_of, read_form
-from issuer.http.middleware import json_response
-from issuer.http.users import only_query
-from issuer.services import housekeeping, login, revocation, sessions
-from issuer.services.accounts import authenticate_client
+from issuer.http.operations import (
+    BAD_REQUEST,
+    BEARER_401,
+    CLIENT_401,
+    CLIENT_AUTH,
+    CLIENT_FIELDS,
+    NO_STORE_DOC,
+    TOO_LARGE,
+    error,
+    form_body,
+    json_body,
+    operation,
+    page,
+    query,
+)
+from issuer.http.render import NO_STORE, json_response
+from issuer.http.requests import only_query
+from issuer.services import login, revocation, sessions
+from issuer.services.accounts import authenticate_client, authenticate_confidential_client
 from issuer.services.grants import TokenResponse
 from issuer.services.users import user_store
-from issuer.store.base import ClientRecord
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-async def _client(ctx: Context, request: web.Request, form: Form) -> ClientRecord:
-    creds = client_credentials_of(request, form)
-    return await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
-
-
-async def _confidential_client(ctx: Context, request: web.Request, form: Form) -> ClientRecord:
-    client = await _client(ctx, request, form)
-    if client.public:
-        raise InvalidClientError("this endpoint needs a confidential client")
-    return client
 
 
 async def grant_password(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
-    client = await _client(ctx, request, form)
+    creds = client_credentials_of(request, form)
+    client = await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
     return await login.password_grant(
         user_store(ctx.store),
         ctx.keyring,
@@ -55,7 +51,8 @@ async def grant_password(ctx: Context, request: web.Request, form: Form) -> Toke
 
 
 async def grant_refresh_token(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
-    client = await _client(ctx, request, form)
+    creds = client_credentials_of(request, form)
+    client = await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
     return await sessions.refresh(
         user_store(ctx.store),
         ctx.keyring,
@@ -73,38 +70,57 @@ async def _optional_form(request: web.Request) -> Form:
     return await read_form(request)
 
 
+@operation(
+    {
+        "summary": "End the session of the bearer token: deny-list it, revoke its family",
+        "tags": ["oauth"],
+        "security": [{"userBearer": []}],
+        "requestBody": form_body({"refresh_token": {"type": "string"}}, [], optional=True),
+        "responses": {
+            "204": {"description": "Logged out", "headers": NO_STORE_DOC},
+            "400": BAD_REQUEST,
+            "401": BEARER_401,
+            "413": TOO_LARGE,
+        },
+    }
+)
 async def handle_logout(request: web.Request) -> web.Response:
     """End the session: the bearer token is deny-listed and its refresh family revoked."""
     ctx = request.app[context_key]
     claims = await authenticate(request)
     form = await _optional_form(request)
-    store = user_store(ctx.store)
-    actor = f"user:{claims.get('sub')}"
-    families = set()
-    family = await sessions.family_of_access_token(store, str(claims.get("jti")))
-    if family is not None:
-        families.add(family)
-    refresh_token = form.get("refresh_token")
-    if refresh_token is not None:
-        found = await store.find_refresh(sessions.hash_refresh_token(refresh_token))
-        # Only the caller's own session: a stranger's refresh token is ignored.
-        if (
-            found is not None
-            and found[1].user_id == claims.get("sub")
-            and found[1].client_id == claims.get("client_id")
-        ):
-            families.add(found[1].family_id)
-    await sessions.deny_access_token(store, ctx.settings, ctx.clock, claims, actor=actor)
-    if families:
-        await sessions.revoke_refresh_family(store, ctx.settings, ctx.clock, families, actor=actor)
+    await sessions.logout(
+        user_store(ctx.store), ctx.settings, ctx.clock, claims, form.get("refresh_token")
+    )
     return web.Response(status=204, headers=NO_STORE)
 
 
+@operation(
+    {
+        "summary": "Revoke a refresh token (its family) or an access token (RFC 7009)",
+        "tags": ["oauth"],
+        "security": CLIENT_AUTH,
+        "requestBody": form_body(
+            {"token": {"type": "string"}, "token_type_hint": {"type": "string"}, **CLIENT_FIELDS},
+            ["token"],
+        ),
+        "responses": {
+            "200": {
+                "description": "Revoked, or unknown / already revoked (RFC 7009 §2.2)",
+                "headers": NO_STORE_DOC,
+            },
+            "400": error("Malformed, or the token belongs to another client"),
+            "401": CLIENT_401,
+            "413": TOO_LARGE,
+        },
+    }
+)
 async def handle_revoke(request: web.Request) -> web.Response:
     """RFC 7009; ``token_type_hint`` is accepted and not needed (see revocation.revoke)."""
     ctx = request.app[context_key]
     form = await read_form(request)
-    client = await _client(ctx, request, form)
+    creds = client_credentials_of(request, form)
+    client = await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
     await revocation.revoke(
         user_store(ctx.store),
         ctx.keyring,
@@ -117,19 +133,93 @@ async def handle_revoke(request: web.Request) -> web.Response:
     return web.Response(status=200, headers=NO_STORE)
 
 
+@operation(
+    {
+        "summary": "Token introspection (RFC 7662); a confidential client only",
+        "tags": ["oauth"],
+        "security": CLIENT_AUTH,
+        "requestBody": form_body({"token": {"type": "string"}, **CLIENT_FIELDS}, ["token"]),
+        "responses": {
+            "200": json_body(
+                {
+                    "type": "object",
+                    "required": ["active"],
+                    "properties": {
+                        "active": {"type": "boolean"},
+                        "token_type": {"enum": ["Bearer", "refresh_token"]},
+                    },
+                },
+                '`{"active": false}`, or the claims with `active` and `token_type`',
+                NO_STORE_DOC,
+            ),
+            "400": BAD_REQUEST,
+            "401": CLIENT_401,
+            "413": TOO_LARGE,
+        },
+    }
+)
 async def handle_introspect(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     form = await read_form(request)
-    client = await _confidential_client(ctx, request, form)
+    creds = client_credentials_of(request, form)
+    client = await authenticate_confidential_client(ctx.store, creds.client_id, creds.client_secret)
     body = await revocation.introspect(
         user_store(ctx.store), ctx.keyring, ctx.clock, client=client, token=form.require("token")
     )
     return json_response(body, headers=NO_STORE)
 
 
+FEED_ITEM = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["jti", "exp"],
+            "properties": {"jti": {"type": "string"}, "exp": {"type": "integer"}},
+        },
+        {
+            "type": "object",
+            "required": ["sub", "revoked_before"],
+            "properties": {"sub": {"type": "string"}, "revoked_before": {"type": "integer"}},
+        },
+        {
+            "type": "object",
+            "description": "The signing key `kid` was revoked at `revoked_at`: refuse every"
+            " token it signed, whatever a cached JWKS says",
+            "required": ["kid", "revoked_at"],
+            "properties": {"kid": {"type": "string"}, "revoked_at": {"type": "integer"}},
+        },
+    ]
+}
+
+
+@operation(
+    {
+        "summary": "The revocation feed for offline verifiers",
+        "tags": ["oauth"],
+        "security": [{"clientBasic": []}],
+        "parameters": [
+            query(
+                "after",
+                # As revocation.parse_cursor accepts it.
+                {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                "The `next` of the previous page; absent: from the start",
+            )
+        ],
+        "responses": {
+            "200": json_body(
+                page(FEED_ITEM, {"type": "string"}, revocation.FEED_PAGE),
+                "Live entries after the cursor, oldest first",
+                NO_STORE_DOC,
+            ),
+            "400": BAD_REQUEST,
+            "401": CLIENT_401,
+        },
+    }
+)
 async def handle_revocations(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
-    await _confidential_client(ctx, request, Form({}))
+    creds = client_credentials_of(request, Form({}))
+    await authenticate_confidential_client(ctx.store, creds.client_id, creds.client_secret)
     only_query(request, {"after"})
     page = await revocation.revocation_feed(
         user_store(ctx.store), ctx.clock, request.query.get("after")
@@ -138,52 +228,7 @@ async def handle_revocations(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    ctx = app[context_key]
     app.router.add_post("/logout", handle_logout)
     app.router.add_post("/revoke", handle_revoke)
     app.router.add_post("/introspect", handle_introspect)
     app.router.add_get("/revocations", handle_revocations)
-    base = ctx.settings.issuer
-    ctx.auth_methods.add("none")  # public first-party clients (RFC 8414 §2)
-    ctx.extra_metadata.update(
-        {
-            "revocation_endpoint": f"{base}/revoke",
-            "revocation_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-                "none",
-            ],
-            "introspection_endpoint": f"{base}/introspect",
-            "introspection_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-            ],
-        }
-    )
-
-    async def deny_list(request: Any, claims: dict[str, Any]) -> None:
-        if await revocation.is_revoked(user_store(ctx.store), claims):
-            raise InvalidTokenError("the access token has been revoked")
-
-    ctx.token_checks.append(deny_list)
-
-    # on_startup runs after the cleanup contexts opened the store; on_shutdown before
-    # they close it, so the purger never meets a closed store.
-    purger: list[asyncio.Task[None]] = []
-
-    async def start_purger(app: web.Application) -> None:
-        store = user_store(ctx.store)
-        purger.append(
-            asyncio.create_task(
-                housekeeping.run_purger(store, ctx.settings, ctx.clock), name="session-purger"
-            )
-        )
-
-    async def stop_purger(app: web.Application) -> None:
-        for task in purger:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    app.on_startup.append(start_purger)
-    app.on_shutdown.append(stop_purger)

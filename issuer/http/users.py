@@ -1,6 +1,6 @@
 """The admin API for users: create, list, show, change, and cut off every session.
 
-Mounted on the admin listener by :func:`issuer.http.admin.add_routes`, behind the
+Mounted on the admin listener by :func:`issuer.app.create_app`, behind the
 same ``issuer:admin`` bearer check; every change goes to the audit log.
 """
 
@@ -10,14 +10,68 @@ from aiohttp import web
 
 from issuer.appkeys import context_key
 from issuer.errors import InvalidRequestError
-from issuer.http.admin import actor, field, only_fields, read_json
-from issuer.http.middleware import json_response
+from issuer.http.auth import actor
+from issuer.http.operations import (
+    BAD_REQUEST,
+    TOO_LARGE,
+    Doc,
+    admin,
+    error,
+    json_body,
+    json_request,
+    operation,
+    page,
+    pattern,
+    query,
+)
+from issuer.http.render import json_response
+from issuer.http.requests import field, only_fields, only_query, read_json
 from issuer.services import users
-from issuer.services.users import user_json, user_store
+from issuer.services.passwords import MAX_PASSWORD, MIN_NEW_PASSWORD
+from issuer.services.users import user_json
 
 PAGE_MAX = 500
+ROLE = {"type": "string", "pattern": pattern(users.ROLE_PATTERN)}
+PASSWORD = {"type": "string", "minLength": MIN_NEW_PASSWORD, "maxLength": MAX_PASSWORD}
+USER: Doc = {
+    "type": "object",
+    "required": ["id", "username", "roles", "disabled", "created_at", "updated_at"],
+    "properties": {
+        "id": {"type": "string", "description": "Stable random id: the sub of the user's tokens"},
+        "username": {"type": "string"},
+        "roles": {"type": "array", "items": {"type": "string"}},
+        "disabled": {"type": "boolean"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+ONE_USER = json_body(USER, "The user (never its password hash)")
+USER_NOT_FOUND = error("No such user")
 
 
+@operation(
+    admin(
+        "Create a user",
+        {
+            "201": ONE_USER,
+            "400": BAD_REQUEST,
+            "409": error("The username is taken (compared after NFKC, any case)"),
+            "413": TOO_LARGE,
+        },
+        requestBody=json_request(
+            {
+                "type": "object",
+                "required": ["username", "password"],
+                "additionalProperties": False,
+                "properties": {
+                    "username": {"type": "string", "minLength": 1, "maxLength": users.MAX_USERNAME},
+                    "password": PASSWORD,
+                    "roles": {"type": "array", "items": ROLE},
+                },
+            }
+        ),
+    )
+)
 async def handle_create_user(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = await read_json(request)
@@ -37,12 +91,22 @@ async def handle_create_user(request: web.Request) -> web.Response:
     return json_response(user_json(user), status=201)
 
 
-def only_query(request: web.Request, allowed: set[str]) -> None:
-    unknown = set(request.query) - allowed
-    if unknown:
-        raise InvalidRequestError(f"unknown parameter {sorted(unknown)[0][:40]!r}")
-
-
+@operation(
+    admin(
+        "Users in username order, paged",
+        {
+            "200": json_body(
+                page(USER, {"type": ["string", "null"]}),
+                "A page; pass `next` as `after` while it is not null",
+            ),
+            "400": BAD_REQUEST,
+        },
+        parameters=[
+            query("after", {"type": "string"}),
+            query("limit", {"type": "integer"}, f"Clamped to 1…{PAGE_MAX} (default 100)"),
+        ],
+    )
+)
 async def handle_list_users(request: web.Request) -> web.Response:
     only_query(request, {"after", "limit"})
     try:
@@ -52,18 +116,34 @@ async def handle_list_users(request: web.Request) -> web.Response:
     after = request.query.get("after")
     if after is not None and ("\x00" in after or len(after) > 4 * users.MAX_USERNAME):
         raise InvalidRequestError("after must be a next value of this endpoint")
-    found = await user_store(request.app[context_key].store).list_users(after, limit)
-    # The cursor is the last username's compared form: stable under inserts.
-    nxt = found[-1].username_key if len(found) == limit else None
-    return json_response({"items": [user_json(u) for u in found], "next": nxt})
+    items, nxt = await users.list_users(request.app[context_key].store, after=after, limit=limit)
+    return json_response({"items": items, "next": nxt})
 
 
+@operation(admin("One user", {"200": ONE_USER, "404": USER_NOT_FOUND}))
 async def handle_get_user(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     user = await users.find_user(ctx.store, user_id=request.match_info["id"])
     return json_response(user_json(user))
 
 
+@operation(
+    admin(
+        "Change roles, disabled or password",
+        {"200": ONE_USER, "400": BAD_REQUEST, "404": USER_NOT_FOUND, "413": TOO_LARGE},
+        requestBody=json_request(
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "roles": {"type": "array", "items": ROLE},
+                    "disabled": {"type": "boolean"},
+                    "password": PASSWORD,
+                },
+            }
+        ),
+    )
+)
 async def handle_patch_user(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = await read_json(request)
@@ -81,6 +161,25 @@ async def handle_patch_user(request: web.Request) -> web.Response:
     return json_response(user_json(user))
 
 
+@operation(
+    admin(
+        "End every session of the user and cut off their access tokens",
+        {
+            "200": json_body(
+                {
+                    "type": "object",
+                    "required": ["id", "revoked_families"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "revoked_families": {"type": "integer", "minimum": 0},
+                    },
+                },
+                "Done",
+            ),
+            "404": USER_NOT_FOUND,
+        },
+    )
+)
 async def handle_revoke_user_tokens(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     user_id = request.match_info["id"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -52,7 +53,7 @@ class Signer:
     def __repr__(self) -> str:
         return f"Signer(kid={self.kid!r}, alg={self.alg!r})"
 
-    def sign(self, claims: dict[str, Any]) -> str:
+    def sign(self, claims: Mapping[str, Any]) -> str:
         signing_input = self._header + b"." + b64url(_json(claims))
         return (signing_input + b"." + b64url(self._signature(signing_input))).decode("ascii")
 
@@ -79,6 +80,21 @@ def new_jti() -> str:
     return secrets.token_urlsafe(16)
 
 
+class AccessClaims(TypedDict):
+    """RFC 9068 §2.2 claims of this issuer's access tokens; times are Unix seconds."""
+
+    iss: str
+    sub: str
+    aud: str
+    exp: int
+    iat: int
+    nbf: int
+    jti: str
+    client_id: str
+    scope: str
+    roles: NotRequired[list[str]]  # users' tokens only
+
+
 @dataclass(frozen=True, slots=True)
 class AccessTokenRequest:
     """What goes into one access token; times are Unix seconds."""
@@ -91,12 +107,11 @@ class AccessTokenRequest:
     now: int
     ttl: int
     roles: tuple[str, ...] | None = None
-    extra: tuple[tuple[str, Any], ...] = ()
 
 
-def access_token_claims(req: AccessTokenRequest, jti: str | None = None) -> dict[str, Any]:
+def access_token_claims(req: AccessTokenRequest, jti: str | None = None) -> AccessClaims:
     """RFC 9068 §2.2 claims: iss, exp, aud, sub, client_id, iat, jti (+ nbf, scope, roles)."""
-    claims: dict[str, Any] = {
+    claims: AccessClaims = {
         "iss": req.issuer,
         "sub": req.subject,
         "aud": req.audience,
@@ -109,5 +124,4 @@ def access_token_claims(req: AccessTokenRequest, jti: str | None = None) -> dict
     }
     if req.roles is not None:
         claims["roles"] = list(req.roles)
-    claims.update(req.extra)
     return claims

@@ -12,15 +12,16 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any
 
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import InvalidClientError, InvalidRequestError, NotFoundError
 from issuer.services.scopes import validate_scopes
 from issuer.services.sessions import cut_off_subject
-from issuer.store.base import AuditEvent, ClientRecord, Store, UserStore
+from issuer.store.base import AuditEvent, ClientRecord, Store
 
+MAX_CLIENT_NAME = 200
 _DUMMY_HASH = hashlib.sha256(b"no such client").hexdigest()
 
 
@@ -47,8 +48,8 @@ async def create_client(
     actor: str,
 ) -> NewClient:
     name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidRequestError("a client name is 1 to 200 characters")
+    if not name or len(name) > MAX_CLIENT_NAME:
+        raise InvalidRequestError(f"a client name is 1 to {MAX_CLIENT_NAME} characters")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         # Control characters garble logs and tables, and PostgreSQL refuses NUL outright.
         raise InvalidRequestError("a client name must not contain control characters")
@@ -61,16 +62,17 @@ async def create_client(
         first_party=first_party,
         created_at=clock.now(),
     )
-    await store.create_client(client)
-    await store.add_audit(
-        AuditEvent(
-            clock.now(),
-            actor,
-            "client.create",
-            client.client_id,
-            {"name": name, "scopes": list(client.scopes), "first_party": first_party},
+    async with store.transaction() as tx:
+        await tx.create_client(client)
+        await tx.add_audit(
+            AuditEvent(
+                client.created_at,
+                actor,
+                "client.create",
+                client.client_id,
+                {"name": name, "scopes": list(client.scopes), "first_party": first_party},
+            )
         )
-    )
     return NewClient(client, secret)
 
 
@@ -110,18 +112,42 @@ async def set_client_disabled(
     """Disable (or enable) a client. Disabling also cuts off every token it holds:
     a client-credentials token's ``sub`` is the client_id, so one feed entry covers them."""
     client = await find_client(store, ref)
-    updated = await store.set_client_disabled(client.client_id, disabled)
-    if updated is None:
-        raise NotFoundError("no such client")
-    action = "client.disable" if disabled else "client.enable"
-    await store.add_audit(AuditEvent(clock.now(), actor, action, client.client_id))
-    if disabled:
-        await cut_off_subject(
-            cast(UserStore, store),
-            settings,
-            clock,
-            client.client_id,
-            actor=actor,
-            action="client.revoke_tokens",
-        )
+    # One unit of work: a disabled client whose cut-off never reached the feed would
+    # keep passing offline verifiers.
+    async with store.transaction() as tx:
+        updated = await tx.set_client_disabled(client.client_id, disabled)
+        if updated is None:
+            raise NotFoundError("no such client")
+        action = "client.disable" if disabled else "client.enable"
+        await tx.add_audit(AuditEvent(clock.now(), actor, action, client.client_id))
+        if disabled:
+            await cut_off_subject(
+                tx, settings, clock, client.client_id, actor=actor, action="client.revoke_tokens"
+            )
     return updated
+
+
+async def authenticate_confidential_client(
+    store: Store, client_id: str, client_secret: str | None
+) -> ClientRecord:
+    """As :func:`authenticate_client`, refusing public clients (RFC 7662 §2.1)."""
+    client = await authenticate_client(store, client_id, client_secret)
+    if client.public:
+        raise InvalidClientError("this endpoint needs a confidential client")
+    return client
+
+
+async def list_clients(store: Store) -> list[ClientRecord]:
+    return list(await store.list_clients())
+
+
+def client_json(client: ClientRecord) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "scopes": list(client.scopes),
+        "first_party": client.first_party,
+        "public": client.public,
+        "disabled": client.disabled,
+        "created_at": client.created_at.isoformat().replace("+00:00", "Z"),
+    }

@@ -8,7 +8,7 @@ from typing import Any
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import UnauthorizedClientError
-from issuer.jose.tokens import AccessTokenRequest, access_token_claims
+from issuer.jose.tokens import AccessClaims, AccessTokenRequest, access_token_claims
 from issuer.keyring import Keyring
 from issuer.services.scopes import grant_scope
 from issuer.store.base import ClientRecord
@@ -21,7 +21,7 @@ class TokenResponse:
     access_token: str = field(repr=False)
     expires_in: int
     scope: str
-    claims: dict[str, Any] = field(repr=False)
+    claims: AccessClaims = field(repr=False)
     refresh_token: str | None = field(default=None, repr=False)
 
     def as_json(self) -> dict[str, Any]:

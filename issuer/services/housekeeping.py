@@ -13,13 +13,13 @@ from datetime import timedelta
 
 from issuer.clock import Clock
 from issuer.config import Settings
-from issuer.store.base import UserStore
+from issuer.store.base import Store
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL = 600.0
 
 
-async def purge_expired(store: UserStore, settings: Settings, clock: Clock) -> int:
+async def purge_expired(store: Store, settings: Settings, clock: Clock) -> int:
     # An access-token record matters until its token is past exp + leeway; a login
     # counter until its window is over. Keep both a little past the longer of the two.
     keep = timedelta(
@@ -28,7 +28,7 @@ async def purge_expired(store: UserStore, settings: Settings, clock: Clock) -> i
     return await store.purge_expired(clock.now(), keep)
 
 
-async def run_purger(store: UserStore, settings: Settings, clock: Clock) -> None:
+async def run_purger(store: Store, settings: Settings, clock: Clock) -> None:
     while True:
         # Jittered, so replicas started together do not purge in step.
         await asyncio.sleep(PURGE_INTERVAL * random.uniform(0.5, 1.5))

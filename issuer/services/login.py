@@ -30,14 +30,14 @@ from issuer.services.scopes import grant_scope
 from issuer.services.sessions import start_session
 from issuer.services.throttle import attempt_succeeded, begin_attempt
 from issuer.services.users import MAX_USERNAME, username_key
-from issuer.store.base import AuditEvent, ClientRecord, UserStore
+from issuer.store.base import AuditEvent, ClientRecord, Store
 
 log = logging.getLogger(__name__)
 BAD_LOGIN = "the username or password is wrong"
 
 
 async def password_grant(
-    store: UserStore,
+    store: Store,
     keyring: Keyring,
     settings: Settings,
     clock: Clock,
@@ -87,24 +87,27 @@ async def password_grant(
             )
         )
         raise InvalidGrantError(BAD_LOGIN)
-    await attempt_succeeded(store, attempt)
-    if needs_rehash:
-        # The parameters were raised since this hash was made: upgrade it now that we
-        # hold the password (argon2 check_needs_rehash).
-        await store.update_user(
-            user.user_id, clock.now(), password_hash=await hash_password(password)
+    # The parameters were raised since this hash was made: upgrade it now that we hold
+    # the password (argon2 check_needs_rehash). Hashed before the unit of work, which
+    # must not hold SQLite's write lock through argon2.
+    new_hash = await hash_password(password) if needs_rehash else None
+    # The bookkeeping of a login commits together: counters, rehash, session, audit.
+    async with store.transaction() as tx:
+        await attempt_succeeded(tx, attempt)
+        if new_hash is not None:
+            await tx.update_user(user.user_id, clock.now(), password_hash=new_hash)
+        tokens = await start_session(
+            tx, keyring, settings, clock, user=user, client=client, scope=scope
         )
+        await tx.add_audit(
+            AuditEvent(
+                clock.now(),
+                actor,
+                "login.success",
+                user.user_id,
+                {"scope": " ".join(scope), "address": address},
+            )
+        )
+    if new_hash is not None:
         log.info("rehashed the password of user %s with current parameters", user.user_id)
-    tokens = await start_session(
-        store, keyring, settings, clock, user=user, client=client, scope=scope
-    )
-    await store.add_audit(
-        AuditEvent(
-            clock.now(),
-            actor,
-            "login.success",
-            user.user_id,
-            {"scope": " ".join(scope), "address": address},
-        )
-    )
     return tokens

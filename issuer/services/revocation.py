@@ -8,6 +8,7 @@ token has several valid spellings, so a hash of its text would be no key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from issuer.services.sessions import (
     hash_refresh_token,
     revoke_refresh_family,
 )
-from issuer.store.base import ClientRecord, UserStore
+from issuer.store.base import ClientRecord, Store
 from issuer.verifier.core import verify_token
 from issuer.verifier.errors import TokenError
 
@@ -42,7 +43,7 @@ def verify_access_token(keyring: Keyring, clock: Clock, token: str) -> dict[str,
         return None
 
 
-async def is_revoked(store: UserStore, claims: dict[str, Any]) -> bool:
+async def is_revoked(store: Store, claims: Mapping[str, Any]) -> bool:
     iat = claims.get("iat")
     return await store.is_revoked(
         str(claims.get("jti")),
@@ -56,7 +57,7 @@ def _looks_like_jwt(token: str) -> bool:
 
 
 async def revoke(
-    store: UserStore,
+    store: Store,
     keyring: Keyring,
     settings: Settings,
     clock: Clock,
@@ -87,7 +88,7 @@ async def revoke(
 
 
 async def introspect(
-    store: UserStore,
+    store: Store,
     keyring: Keyring,
     clock: Clock,
     *,
@@ -135,14 +136,15 @@ class FeedPage:
 
 
 def parse_cursor(after: str | None) -> int:
-    if after is None:
+    # An empty after (`?after=$NEXT` before the first poll) means from the beginning.
+    if not after:
         return 0
     if not after.isascii() or not after.isdigit() or len(after) > 18:
         raise InvalidRequestError("after must be a cursor returned as next by this endpoint")
     return int(after)
 
 
-async def revocation_feed(store: UserStore, clock: Clock, after: str | None) -> FeedPage:
+async def revocation_feed(store: Store, clock: Clock, after: str | None) -> FeedPage:
     """Live deny-list entries and user cut-offs after the cursor, oldest first."""
     cursor = parse_cursor(after)
     entries, top = await store.list_revocations(cursor, clock.now(), FEED_PAGE)
@@ -151,6 +153,8 @@ async def revocation_feed(store: UserStore, clock: Clock, after: str | None) -> 
         at = int(e.at.timestamp())
         if e.kind == "jti":
             items.append({"jti": e.subject, "exp": at})
+        elif e.kind == "kid":
+            items.append({"kid": e.subject, "revoked_at": at})
         else:
             items.append({"sub": e.subject, "revoked_before": at})
     # A full page continues after its last item; otherwise skip past expired entries too.

@@ -13,8 +13,10 @@ fresh pair issued, so a family never has more than one live refresh token. A
 token two generations old (its successor has been used too) never qualifies.
 
 Every decision runs in one transaction that holds the family's row lock (the
-SQLite write lock on SQLite): the spend is ``UPDATE … WHERE spent_at IS NULL``,
-so of two concurrent uses exactly one wins, and the loser is a reuse.
+SQLite write lock on SQLite) and reads the token and the clock only once that
+lock is held: of two concurrent uses exactly one wins, and the loser finds the
+token spent at or before its own ``now``, which is a reuse (or, within the
+grace, a retry). Locks follow the order in :mod:`issuer.store.base`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -38,9 +41,9 @@ from issuer.store.base import (
     ClientRecord,
     FamilyRecord,
     RefreshTokenRecord,
-    SessionTx,
+    Store,
+    StoreTx,
     UserRecord,
-    UserStore,
 )
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _exp(claims: dict[str, object]) -> datetime:
+def _exp(claims: Mapping[str, object]) -> datetime:
     exp = claims["exp"]
     assert isinstance(exp, int)
     return datetime.fromtimestamp(exp, UTC)
@@ -85,7 +88,7 @@ def _user_token(
 
 
 async def start_session(
-    store: UserStore,
+    tx: StoreTx,
     keyring: Keyring,
     settings: Settings,
     clock: Clock,
@@ -94,7 +97,8 @@ async def start_session(
     client: ClientRecord,
     scope: tuple[str, ...],
 ) -> TokenResponse:
-    """A first access token and refresh token, in a new family."""
+    """A first access token and refresh token, in a new family (inside the caller's
+    unit of work, so the login's other rows commit with it)."""
     now = clock.now()
     access = _user_token(keyring, settings, clock, user, client, scope)
     family = FamilyRecord(
@@ -105,22 +109,19 @@ async def start_session(
         expires_at=now + timedelta(seconds=settings.refresh_token_ttl),
     )
     token = new_refresh_token()
-    async with store.sessions() as tx:
-        await tx.insert_family(family)
-        await tx.insert_refresh(
-            RefreshTokenRecord(
-                token_hash=hash_refresh_token(token),
-                family_id=family.family_id,
-                generation=0,
-                parent_hash=None,
-                scope=scope,
-                issued_at=now,
-                idle_expires_at=_idle_deadline(settings, now, family),
-            )
+    await tx.insert_family(family)
+    await tx.insert_refresh(
+        RefreshTokenRecord(
+            token_hash=hash_refresh_token(token),
+            family_id=family.family_id,
+            generation=0,
+            parent_hash=None,
+            scope=scope,
+            issued_at=now,
+            idle_expires_at=_idle_deadline(settings, now, family),
         )
-        await tx.record_access_token(
-            str(access.claims["jti"]), family.family_id, _exp(access.claims)
-        )
+    )
+    await tx.record_access_token(str(access.claims["jti"]), family.family_id, _exp(access.claims))
     return replace(access, refresh_token=token)
 
 
@@ -146,7 +147,7 @@ def family_usable(family: FamilyRecord, now: datetime) -> bool:
 
 
 async def refresh(
-    store: UserStore,
+    store: Store,
     keyring: Keyring,
     settings: Settings,
     clock: Clock,
@@ -171,9 +172,10 @@ async def refresh(
     # with the rotation (a reuse revocation can then never miss it).
     access = _user_token(keyring, settings, clock, user, client, scope)
     new = new_refresh_token()
-    now = clock.now()
-    async with store.sessions() as tx:
-        outcome = await _rotate(tx, settings, now, token_hash, hash_refresh_token(new), scope)
+    async with store.transaction() as tx:
+        outcome, now = await _rotate(
+            tx, settings, clock, token_hash, hash_refresh_token(new), scope
+        )
         if outcome in (Outcome.ROTATED, Outcome.GRACE):
             await tx.record_access_token(
                 str(access.claims["jti"]), family.family_id, _exp(access.claims)
@@ -200,23 +202,26 @@ async def refresh(
 
 
 async def _rotate(
-    tx: SessionTx,
+    tx: StoreTx,
     settings: Settings,
-    now: datetime,
+    clock: Clock,
     token_hash: str,
     new_hash: str,
     scope: tuple[str, ...],
-) -> Outcome:
+) -> tuple[Outcome, datetime]:
     found = await tx.lock_refresh(token_hash)  # the family stays locked from here on
+    # Read after the lock: a request that waited must not judge the winner's spend
+    # by a time from before the wait (that would look like a retry within the grace).
+    now = clock.now()
     if found is None:
-        return Outcome.INVALID
+        return Outcome.INVALID, now
     old, family = found
     user = await tx.get_user(family.user_id)
     if not family_usable(family, now) or user is None or user.disabled:
-        return Outcome.INVALID
+        return Outcome.INVALID, now
     if old.spent_at is None:
         if now >= old.idle_expires_at or not await tx.spend_refresh(token_hash, now):
-            return Outcome.INVALID
+            return Outcome.INVALID, now
         generation, outcome = old.generation + 1, Outcome.ROTATED
     else:
         grace = timedelta(seconds=settings.refresh_reuse_grace)
@@ -225,7 +230,7 @@ async def _rotate(
             child = await tx.spend_child_of(family.family_id, token_hash, now)
         if child is None:
             await tx.revoke_family(family.family_id, now, settings.clock_leeway)
-            return Outcome.REUSED
+            return Outcome.REUSED, now
         generation, outcome = child.generation + 1, Outcome.GRACE
     await tx.insert_refresh(
         RefreshTokenRecord(
@@ -238,56 +243,92 @@ async def _rotate(
             idle_expires_at=_idle_deadline(settings, now, family),
         )
     )
-    return outcome
+    return outcome, now
+
+
+async def _revoke_families(
+    tx: StoreTx, settings: Settings, now: datetime, family_ids: set[str], *, actor: str
+) -> None:
+    # Sorted, like every multi-family lock (see the lock order in issuer.store.base).
+    for family_id in sorted(family_ids):
+        if await tx.revoke_family(family_id, now, settings.clock_leeway):
+            await tx.add_audit(
+                AuditEvent(now, actor, "session.revoke", None, {"family": family_id})
+            )
 
 
 async def revoke_refresh_family(
-    store: UserStore, settings: Settings, clock: Clock, family_ids: set[str], *, actor: str
+    store: Store, settings: Settings, clock: Clock, family_ids: set[str], *, actor: str
 ) -> None:
     """Revoke families (logout, RFC 7009) and deny-list the access tokens issued from them."""
-    now = clock.now()
-    async with store.sessions() as tx:
-        # A fixed order, so two transactions never wait on each other's families.
-        for family_id in sorted(family_ids):
-            if await tx.revoke_family(family_id, now, settings.clock_leeway):
-                await tx.add_audit(
-                    AuditEvent(now, actor, "session.revoke", None, {"family": family_id})
-                )
+    async with store.transaction() as tx:
+        await tx.lock_families(family_ids)
+        await _revoke_families(tx, settings, clock.now(), family_ids, actor=actor)
+
+
+async def _deny(
+    tx: StoreTx, settings: Settings, now: datetime, claims: Mapping[str, object], *, actor: str
+) -> None:
+    exp = _exp(claims)
+    jti = str(claims["jti"])
+    await tx.add_revocation("jti", jti, exp, exp + timedelta(seconds=settings.clock_leeway))
+    await tx.add_audit(AuditEvent(now, actor, "token.revoke", str(claims.get("sub")), {"jti": jti}))
 
 
 async def deny_access_token(
-    store: UserStore, settings: Settings, clock: Clock, claims: dict[str, object], *, actor: str
+    store: Store, settings: Settings, clock: Clock, claims: Mapping[str, object], *, actor: str
 ) -> None:
     """Deny-list one verified access token by its jti until it expires (plus leeway)."""
-    exp = _exp(claims)
-    jti = str(claims["jti"])
-    now = clock.now()
-    async with store.sessions() as tx:
-        await tx.add_revocation("jti", jti, exp, exp + timedelta(seconds=settings.clock_leeway))
-        await tx.add_audit(
-            AuditEvent(now, actor, "token.revoke", str(claims.get("sub")), {"jti": jti})
-        )
+    async with store.transaction() as tx:
+        await _deny(tx, settings, clock.now(), claims, actor=actor)
 
 
-async def family_of_access_token(store: UserStore, jti: str) -> str | None:
-    async with store.sessions() as tx:
-        return await tx.family_of_access_token(jti)
+async def logout(
+    store: Store,
+    settings: Settings,
+    clock: Clock,
+    claims: Mapping[str, object],
+    refresh_token: str | None,
+) -> None:
+    """End the caller's session in one unit of work: deny-list the bearer token, revoke
+    its refresh family and, if the caller names one, the family of another of its own
+    sessions (a stranger's refresh token is ignored)."""
+    actor = f"user:{claims.get('sub')}"
+    async with store.transaction() as tx:
+        families = set()
+        family = await tx.family_of_access_token(str(claims.get("jti")))
+        if family is not None:
+            families.add(family)
+        if refresh_token is not None:
+            found = await tx.find_refresh(hash_refresh_token(refresh_token))
+            if (
+                found is not None
+                and found[1].user_id == claims.get("sub")
+                and found[1].client_id == claims.get("client_id")
+            ):
+                families.add(found[1].family_id)
+        # Every family row first, then the feed (lock order): a /revoke or a reuse
+        # detection on one of them waits for this logout instead of deadlocking it.
+        await tx.lock_families(families)
+        now = clock.now()
+        await _revoke_families(tx, settings, now, families, actor=actor)
+        await _deny(tx, settings, now, claims, actor=actor)
 
 
 async def cut_off_subject(
-    store: UserStore, settings: Settings, clock: Clock, subject: str, *, actor: str, action: str
+    tx: StoreTx, settings: Settings, clock: Clock, subject: str, *, actor: str, action: str
 ) -> int:
-    """End the subject's sessions and revoke every access token issued to it up to now.
+    """End the subject's sessions and revoke every access token issued to it up to now,
+    inside the caller's unit of work.
 
     The ``sub`` entry reaches offline verifiers through the revocation feed. A token is
     cut off when its ``iat`` is at or before ``revoked_before`` (whole seconds, as iat
     is), so every token issued up to now, even earlier in this second, is covered.
     """
+    families = await tx.revoke_user_families(subject, clock.now())
     now = clock.now()
     revoked_before = datetime.fromtimestamp(int(now.timestamp()), UTC)
     keep = timedelta(seconds=settings.access_token_ttl + settings.clock_leeway)
-    async with store.sessions() as tx:
-        families = await tx.revoke_user_families(subject, now)
-        await tx.add_revocation("sub", subject, revoked_before, revoked_before + keep)
-        await tx.add_audit(AuditEvent(now, actor, action, subject, {"families": families}))
+    await tx.add_revocation("sub", subject, revoked_before, revoked_before + keep)
+    await tx.add_audit(AuditEvent(now, actor, action, subject, {"families": families}))
     return families

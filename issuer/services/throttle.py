@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import TooManyRequestsError
-from issuer.store.base import UserStore
+from issuer.store.base import Store, StoreTx
 
 USERNAME = "username"
 ADDRESS = "address"
@@ -32,28 +32,28 @@ class Attempt:
 
 
 async def begin_attempt(
-    store: UserStore, clock: Clock, settings: Settings, username_key: str, address: str | None
+    store: Store, clock: Clock, settings: Settings, username_key: str, address: str | None
 ) -> Attempt:
     """Count one attempt; 429 with Retry-After when a limit is passed."""
     now = clock.now().timestamp()
     window = settings.login_window
     start = math.floor(now / window) * window
     attempt = Attempt(username_key, address, datetime.fromtimestamp(start, UTC))
-    over = await store.count_login_attempt(USERNAME, username_key, attempt.window_start) > (
-        settings.login_max_failures
-    )
-    if address is not None:
-        per_address = await store.count_login_attempt(ADDRESS, address, attempt.window_start)
-        over = over or per_address > settings.login_max_failures_per_address
+    async with store.transaction() as tx:
+        over = await tx.count_login_attempt(USERNAME, username_key, attempt.window_start) > (
+            settings.login_max_failures
+        )
+        if address is not None:
+            per_address = await tx.count_login_attempt(ADDRESS, address, attempt.window_start)
+            over = over or per_address > settings.login_max_failures_per_address
     if over:
         raise TooManyRequestsError(math.ceil(start + window - now))
     return attempt
 
 
-async def attempt_succeeded(store: UserStore, attempt: Attempt) -> None:
-    """A right password: the username starts afresh; the address only gets this attempt back."""
-    await store.forget_login_attempt(
-        USERNAME, attempt.username_key, attempt.window_start, all_=True
-    )
+async def attempt_succeeded(tx: StoreTx, attempt: Attempt) -> None:
+    """A right password: the username starts afresh; the address only gets this attempt back
+    (inside the login's unit of work)."""
+    await tx.forget_login_attempt(USERNAME, attempt.username_key, attempt.window_start, all_=True)
     if attempt.address is not None:
-        await store.forget_login_attempt(ADDRESS, attempt.address, attempt.window_start)
+        await tx.forget_login_attempt(ADDRESS, attempt.address, attempt.window_start)

@@ -12,22 +12,25 @@ import re
 import secrets
 import unicodedata
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import InvalidRequestError, NotFoundError
 from issuer.services.passwords import check_new_password, hash_password
 from issuer.services.sessions import cut_off_subject
-from issuer.store.base import AuditEvent, Store, UserRecord, UserStore
+from issuer.store.base import AuditEvent, Store, UserRecord
 
 MAX_USERNAME = 200
-_ROLE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# Matched whole (fullmatch): with re.match and "$", "issuer:admin\n" would pass, and
+# stored space-joined and split back it would silently become "issuer:admin".
+ROLE_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
+_ROLE = re.compile(ROLE_PATTERN)
 
 
-def user_store(store: Store) -> UserStore:
-    """Both stores implement :class:`UserStore` (checked by mypy in the store tests)."""
-    return cast(UserStore, store)
+def user_store(store: Store) -> Store:
+    """The store itself: :class:`Store` now types every method (kept for callers)."""
+    return store
 
 
 def username_key(username: str) -> str:
@@ -49,7 +52,7 @@ def clean_roles(roles: Any) -> tuple[str, ...]:
         raise InvalidRequestError("roles must be a list of strings")
     out: list[str] = []
     for role in roles:
-        if not _ROLE.match(role):
+        if not _ROLE.fullmatch(role):
             raise InvalidRequestError(f"invalid role name {role[:64]!r} (letters, digits, _.:-)")
         if role not in out:
             out.append(role)
@@ -95,22 +98,24 @@ async def create_user(
         created_at=now,
         updated_at=now,
     )
-    await user_store(store).create_user(user)
-    await store.add_audit(
-        AuditEvent(now, actor, "user.create", user.user_id, {"username": name, "roles": role_list})
-    )
+    async with store.transaction() as tx:
+        await tx.create_user(user)
+        await tx.add_audit(
+            AuditEvent(
+                now, actor, "user.create", user.user_id, {"username": name, "roles": role_list}
+            )
+        )
     return user
 
 
 async def find_user(
     store: Store, *, user_id: str | None = None, name: str | None = None
 ) -> UserRecord:
-    users = user_store(store)
     user = None
     if user_id is not None:
-        user = await users.get_user(user_id)
+        user = await store.get_user(user_id)
     elif name is not None:
-        user = await users.get_user_by_key(username_key(name))
+        user = await store.get_user_by_key(username_key(name))
     if user is None:
         raise NotFoundError("no such user")
     return user
@@ -132,12 +137,6 @@ async def update_user(
     if password is not None:
         check_new_password(password)
         new_hash = await hash_password(password)
-    now = clock.now()
-    user = await user_store(store).update_user(
-        user_id, now, roles=role_list, disabled=disabled, password_hash=new_hash
-    )
-    if user is None:
-        raise NotFoundError("no such user")
     detail: dict[str, Any] = {}
     if role_list is not None:
         detail["roles"] = list(role_list)
@@ -145,10 +144,19 @@ async def update_user(
         detail["disabled"] = disabled
     if password is not None:
         detail["password_changed"] = True
-    await store.add_audit(AuditEvent(now, actor, "user.update", user_id, detail))
-    if disabled:
-        # Disabling means no access from now on, not once the last token expires.
-        await revoke_user_tokens(store, clock, settings, user_id, actor=actor)
+    async with store.transaction() as tx:
+        now = clock.now()
+        user = await tx.update_user(
+            user_id, now, roles=role_list, disabled=disabled, password_hash=new_hash
+        )
+        if user is None:
+            raise NotFoundError("no such user")
+        await tx.add_audit(AuditEvent(now, actor, "user.update", user_id, detail))
+        if disabled:
+            # Disabling means no access from now on, not once the last token expires.
+            await cut_off_subject(
+                tx, settings, clock, user_id, actor=actor, action="user.revoke_tokens"
+            )
     return user
 
 
@@ -156,7 +164,19 @@ async def revoke_user_tokens(
     store: Store, clock: Clock, settings: Settings, user_id: str, *, actor: str
 ) -> int:
     """End every session of the user and cut off every access token issued so far."""
-    await find_user(store, user_id=user_id)
-    return await cut_off_subject(
-        user_store(store), settings, clock, user_id, actor=actor, action="user.revoke_tokens"
-    )
+    async with store.transaction() as tx:
+        if await tx.get_user(user_id) is None:
+            raise NotFoundError("no such user")
+        return await cut_off_subject(
+            tx, settings, clock, user_id, actor=actor, action="user.revoke_tokens"
+        )
+
+
+async def list_users(
+    store: Store, *, after: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of users by compared username, and the cursor of the next page (None at the end)."""
+    found = await store.list_users(after, limit)
+    # The cursor is the last username's compared form: stable under inserts.
+    nxt = found[-1].username_key if len(found) == limit else None
+    return [user_json(u) for u in found], nxt

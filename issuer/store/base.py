@@ -1,8 +1,36 @@
 """The Store protocol: the only seam between the service and its database.
 
 Both implementations (``postgres.py``, ``sqlite.py``) pass the same contract
-tests. Writes that must not race are single statements or transactions that
-make the race impossible; nothing here is check-then-act in Python.
+tests (``tests/store/``). Writes that must not race are single statements or
+transactions that make the race impossible; nothing here is check-then-act in
+Python. A service operation that writes more than one row does it in one unit
+of work, ``async with store.transaction() as tx:``, so an audit row commits
+with the change it records, or neither does.
+
+Lock order
+----------
+Every transaction takes its locks in this order, and only in this order, so no
+two transactions ever wait on each other (PostgreSQL; SQLite has one write lock,
+taken at ``BEGIN IMMEDIATE``, which serializes every writer in every process):
+
+1. login-counter rows (``login_failures``; a login's own unit of work), then the
+   ``users`` or ``clients`` row a login or an admin change updates;
+2. refresh-family rows, ``FOR UPDATE``, several at once always sorted by
+   ``family_id`` (``lock_families``, ``revoke_user_families``); one family at
+   a time through ``lock_refresh``, which then re-reads the token row so a
+   transaction that waited sees the token as the winner left it;
+3. the revocation-feed advisory lock (``PG_REVOCATION_LOCK``, taken by
+   ``revoke_family`` and ``add_revocation``), held to commit so feed sequence
+   numbers become visible in order. Nothing is locked after it.
+
+A transaction that revokes several families (a logout naming a second session)
+therefore locks all of them first (step 2) and only then writes feed entries
+(step 3). The key-schedule lock (``PG_KEY_LOCK``) is taken alone.
+
+Time is read after the locks are held: services call their clock inside the
+``async with``, after ``lock_refresh``/``lock_families``, never before it (a
+request that waited must not judge the winner's writes by a time from before
+its wait).
 """
 
 from __future__ import annotations
@@ -58,13 +86,23 @@ class KeyScheduleTx(Protocol):
     async def list_keys(self) -> list[KeyRecord]: ...
     async def insert_key(self, key: KeyRecord) -> None: ...
     async def revoke_key(self, kid: str, at: datetime) -> bool: ...
+    async def add_revocation(
+        self, kind: str, subject: str, at: datetime, drop_after: datetime
+    ) -> None:
+        """A revocation-feed entry in the same transaction (kind ``kid`` for a revoked key)."""
+        ...
+
     async def destroy_private_key(self, kid: str) -> None: ...
     async def replace_wrapped_key(self, kid: str, wrapped: bytes, kek_id: str) -> None: ...
     async def add_audit(self, event: AuditEvent) -> None: ...
 
 
-class Store(Protocol):
+class _CoreStore(Protocol):
     dialect: str
+
+    def transaction(self) -> AbstractAsyncContextManager[StoreTx]:
+        """One unit of work: committed when the block ends, rolled back if it raises."""
+        ...
 
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
@@ -135,11 +173,41 @@ class RevocationEntry:
     at: datetime
 
 
-class SessionTx(Protocol):
-    """Session writes inside one transaction (SQLite write lock; Postgres row locks)."""
+class StoreTx(Protocol):
+    """One unit of work: every write a service makes, inside one transaction
+    (SQLite's write lock; PostgreSQL row locks in the order of the module docstring)."""
 
+    # Clients and users
+    async def create_client(self, client: ClientRecord) -> None: ...
+    async def set_client_disabled(self, client_id: str, disabled: bool) -> ClientRecord | None: ...
+    async def create_user(self, user: UserRecord) -> None: ...
+    async def update_user(
+        self,
+        user_id: str,
+        at: datetime,
+        *,
+        roles: tuple[str, ...] | None = None,
+        disabled: bool | None = None,
+        password_hash: str | None = None,
+    ) -> UserRecord | None: ...
+
+    # Login counters
+    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int: ...
+    async def forget_login_attempt(
+        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
+    ) -> None: ...
+
+    # Sessions
     async def lock_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
-        """The token and its family, the family row locked until the transaction ends."""
+        """The token and its family, the family row locked until the transaction ends;
+        the token row is read after the lock is held."""
+        ...
+
+    async def find_refresh(
+        self, token_hash: str
+    ) -> tuple[RefreshTokenRecord, FamilyRecord] | None: ...
+    async def lock_families(self, family_ids: set[str]) -> None:
+        """Lock these families' rows, in sorted order (lock order, step 2)."""
         ...
 
     async def get_user(self, user_id: str) -> UserRecord | None: ...
@@ -168,8 +236,8 @@ class SessionTx(Protocol):
     async def add_audit(self, event: AuditEvent) -> None: ...
 
 
-class UserStore(Protocol):
-    """What the users and sessions services need from a store (both stores implement it)."""
+class _UserStore(Protocol):
+    """Users, sessions, the feed and login counters (part of :class:`Store`)."""
 
     async def create_user(self, user: UserRecord) -> None: ...
     async def get_user(self, user_id: str) -> UserRecord | None: ...
@@ -185,8 +253,6 @@ class UserStore(Protocol):
         password_hash: str | None = None,
     ) -> UserRecord | None: ...
 
-    def sessions(self) -> AbstractAsyncContextManager[SessionTx]: ...
-    async def add_audit(self, event: AuditEvent) -> None: ...
     async def find_refresh(
         self, token_hash: str
     ) -> tuple[RefreshTokenRecord, FamilyRecord] | None: ...
@@ -215,3 +281,12 @@ class UserStore(Protocol):
         their absolute lifetime (with their tokens), and access-token records and login
         counters older than ``keep``. Returns the number of rows deleted."""
         ...
+
+
+class Store(_CoreStore, _UserStore, Protocol):
+    """The whole store: clients, keys, audit, users, sessions, the feed."""
+
+
+# Former names, kept while callers move over.
+UserStore = Store
+SessionTx = StoreTx

@@ -17,7 +17,7 @@ from importlib import resources
 
 from issuer.errors import MigrationError
 
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 # Any constant works; it only has to be the same in every process of this service.
 PG_MIGRATION_LOCK = 0x15_5E_ED_01
 
@@ -37,7 +37,7 @@ def load_migrations(dialect: str) -> list[Migration]:
     folder = resources.files("issuer") / "sql" / dialect
     found = []
     for entry in folder.iterdir():
-        m = _NAME.match(entry.name)
+        m = _NAME.fullmatch(entry.name)
         if m:
             found.append(Migration(int(m.group(1)), m.group(2), entry.read_text("utf-8")))
     found.sort(key=lambda mig: mig.version)

@@ -12,72 +12,31 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 
-import asyncpg
-
-from issuer.errors import ConflictError
+from issuer.store import rows
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
 from issuer.store.migrate import PG_MIGRATION_LOCK, SCHEMA_TABLE_POSTGRES, load_migrations, pending
 from issuer.store.pgpool import BoundedPool
-from issuer.store.postgres_sessions import PostgresUserStore
+from issuer.store.postgres_sessions import PostgresSessionTx, PostgresUserStore
+from issuer.store.rows import KEY_COLUMNS, as_is
 
 PG_KEY_LOCK = 0x15_5E_ED_02
 KEYS_CHANNEL = "issuer_keys"
 # Migrations are not bound by ISSUER_DB_STATEMENT_TIMEOUT (an index build may take long).
 MIGRATION_TIMEOUT = 3600.0
-_KEY_COLUMNS = "kid, alg, public_jwk, private_wrapped, kek_id, created_at, activates_at, revoked_at"
 
 
-def _key(row: asyncpg.Record) -> KeyRecord:
-    return KeyRecord(
-        kid=row["kid"],
-        alg=row["alg"],
-        public_jwk=json.loads(row["public_jwk"]),
-        private_wrapped=row["private_wrapped"],
-        kek_id=row["kek_id"],
-        created_at=row["created_at"],
-        activates_at=row["activates_at"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def _client(row: asyncpg.Record) -> ClientRecord:
-    return ClientRecord(
-        client_id=row["client_id"],
-        name=row["name"],
-        secret_hash=row["secret_hash"],
-        scopes=tuple(row["scopes"].split()),
-        first_party=row["first_party"],
-        created_at=row["created_at"],
-        disabled=row["disabled"],
-    )
-
-
-def _audit(row: asyncpg.Record) -> AuditEvent:
-    return AuditEvent(
-        id=row["id"],
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        target=row["target"],
-        detail=json.loads(row["detail"]),
-    )
-
-
-class PostgresTx:
+class PostgresTx(PostgresSessionTx):
     """Statements on one connection inside an open transaction."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
-
     async def list_keys(self) -> list[KeyRecord]:
-        rows = await self.conn.fetch(
-            f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY activates_at, created_at, kid"  # noqa: S608
+        found = await self.conn.fetch(
+            f"SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY activates_at, created_at, kid"  # noqa: S608
         )
-        return [_key(r) for r in rows]
+        return [rows.key(r, as_is) for r in found]
 
     async def insert_key(self, key: KeyRecord) -> None:
         await self.conn.execute(
-            f"INSERT INTO signing_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
+            f"INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
             key.kid,
             key.alg,
             json.dumps(key.public_jwk),
@@ -97,6 +56,11 @@ class PostgresTx:
         )
         return bool(status == "UPDATE 1")
 
+    async def add_revocation(
+        self, kind: str, subject: str, at: datetime, drop_after: datetime
+    ) -> None:
+        await PostgresSessionTx(self.conn).add_revocation(kind, subject, at, drop_after)
+
     async def destroy_private_key(self, kid: str) -> None:
         await self.conn.execute(
             "UPDATE signing_keys SET private_wrapped = NULL WHERE kid = $1", kid
@@ -111,19 +75,9 @@ class PostgresTx:
             kid,
         )
 
-    async def add_audit(self, event: AuditEvent) -> None:
-        await self.conn.execute(
-            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
-            event.at,
-            event.actor,
-            event.action,
-            event.target,
-            json.dumps(event.detail),
-        )
-
 
 class PostgresStore(PostgresUserStore):
-    dialect = "postgresql"
+    dialect = "postgres"  # also the name of its migrations folder, issuer/sql/postgres
 
     def __init__(self, pool: BoundedPool, dsn: str) -> None:
         self.pool = pool
@@ -158,15 +112,15 @@ class PostgresStore(PostgresUserStore):
         await self.pool.fetchval("SELECT 1")
 
     async def migrate(self) -> list[str]:
-        available = load_migrations("postgres")
+        available = load_migrations(self.dialect)
         async with self.pool.acquire() as conn:
             # Session lock: held across the per-migration transactions below.
             slow = MIGRATION_TIMEOUT
             await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK, timeout=slow)
             try:
                 await conn.execute(SCHEMA_TABLE_POSTGRES, timeout=slow)
-                rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
-                todo = pending(available, {r["version"]: r["checksum"] for r in rows})
+                done = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+                todo = pending(available, {r["version"]: r["checksum"] for r in done})
                 for mig in todo:
                     async with conn.transaction():
                         await conn.execute(mig.sql, timeout=slow)
@@ -199,34 +153,20 @@ class PostgresStore(PostgresUserStore):
 
     # Clients
     async def create_client(self, client: ClientRecord) -> None:
-        try:
-            await self.pool.execute(
-                "INSERT INTO clients (client_id, name, secret_hash, scopes, first_party,"
-                " disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                client.client_id,
-                client.name,
-                client.secret_hash,
-                " ".join(client.scopes),
-                client.first_party,
-                client.disabled,
-                client.created_at,
-            )
-        except asyncpg.UniqueViolationError:
-            raise ConflictError(f"a client named {client.name!r} exists already") from None
+        async with self.transaction() as tx:
+            await tx.create_client(client)
 
     async def get_client(self, client_id: str) -> ClientRecord | None:
         row = await self.pool.fetchrow("SELECT * FROM clients WHERE client_id = $1", client_id)
-        return None if row is None else _client(row)
+        return None if row is None else rows.client(row, as_is)
 
     async def set_client_disabled(self, client_id: str, disabled: bool) -> ClientRecord | None:
-        row = await self.pool.fetchrow(
-            "UPDATE clients SET disabled = $1 WHERE client_id = $2 RETURNING *", disabled, client_id
-        )
-        return None if row is None else _client(row)
+        async with self.transaction() as tx:
+            return await tx.set_client_disabled(client_id, disabled)
 
     async def list_clients(self) -> list[ClientRecord]:
-        rows = await self.pool.fetch("SELECT * FROM clients ORDER BY created_at, name")
-        return [_client(r) for r in rows]
+        found = await self.pool.fetch("SELECT * FROM clients ORDER BY created_at, name")
+        return [rows.client(r, as_is) for r in found]
 
     # Audit
     async def add_audit(self, event: AuditEvent) -> None:
@@ -234,7 +174,7 @@ class PostgresStore(PostgresUserStore):
             await tx.add_audit(event)
 
     async def list_audit(self, after: int = 0, limit: int = 100) -> list[AuditEvent]:
-        rows = await self.pool.fetch(
+        found = await self.pool.fetch(
             "SELECT * FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2", after, limit
         )
-        return [_audit(r) for r in rows]
+        return [rows.audit(r, as_is) for r in found]

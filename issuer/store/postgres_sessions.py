@@ -1,30 +1,32 @@
-"""Users, refresh-token families, the deny list and login counters on PostgreSQL.
+"""Users, clients, refresh-token families, the deny list and login counters on PostgreSQL.
 
 A session transaction first locks the refresh family's row (``FOR UPDATE``), so
-every rotation, reuse check and revocation of one family runs one at a time,
-always taking locks in the same order (family, then its tokens): no deadlocks.
+every rotation, reuse check and revocation of one family runs one at a time.
 Writes to ``revocation_events`` take an advisory lock held to commit, so
 sequence numbers become visible in order and a feed cursor never skips one.
+Locks are taken in the order written down in :mod:`issuer.store.base`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
 
 from issuer.errors import ConflictError
+from issuer.store import rows
 from issuer.store.base import (
     AuditEvent,
+    ClientRecord,
     FamilyRecord,
     RefreshTokenRecord,
     RevocationEntry,
     UserRecord,
 )
+from issuer.store.rows import as_is, numbered
 
 if TYPE_CHECKING:
     from issuer.store.pgpool import BoundedPool
@@ -33,62 +35,147 @@ if TYPE_CHECKING:
 PG_REVOCATION_LOCK = 0x15_5E_ED_03
 
 
-def _user(row: asyncpg.Record) -> UserRecord:
-    return UserRecord(
-        user_id=row["user_id"],
-        username=row["username"],
-        username_key=row["username_key"],
-        password_hash=row["password_hash"],
-        roles=tuple(row["roles"].split()),
-        disabled=row["disabled"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _token(row: asyncpg.Record) -> RefreshTokenRecord:
-    return RefreshTokenRecord(
-        token_hash=row["token_hash"],
-        family_id=row["family_id"],
-        generation=row["generation"],
-        parent_hash=row["parent_hash"],
-        scope=tuple(row["scope"].split()),
-        issued_at=row["issued_at"],
-        idle_expires_at=row["idle_expires_at"],
-        spent_at=row["spent_at"],
-    )
-
-
-def _family(row: asyncpg.Record) -> FamilyRecord:
-    return FamilyRecord(
-        family_id=row["family_id"],
-        user_id=row["user_id"],
-        client_id=row["client_id"],
-        created_at=row["f_created_at"],
-        expires_at=row["f_expires_at"],
-        revoked_at=row["f_revoked_at"],
-    )
-
-
-_FIND_REFRESH = """
-SELECT t.*, f.user_id, f.client_id, f.created_at AS f_created_at,
-       f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at
-FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id
-WHERE t.token_hash = $1
-"""
+_FIND_REFRESH = numbered(rows.FIND_REFRESH)
 
 
 class PostgresSessionTx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
+    async def add_audit(self, event: AuditEvent) -> None:
+        await self.conn.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+            event.at,
+            event.actor,
+            event.action,
+            event.target,
+            json.dumps(event.detail),
+        )
+
+    # Clients and users
+    async def create_client(self, client: ClientRecord) -> None:
+        try:
+            await self.conn.execute(
+                "INSERT INTO clients (client_id, name, secret_hash, scopes, first_party,"
+                " disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                client.client_id,
+                client.name,
+                client.secret_hash,
+                " ".join(client.scopes),
+                client.first_party,
+                client.disabled,
+                client.created_at,
+            )
+        except asyncpg.UniqueViolationError:
+            raise ConflictError(f"a client named {client.name!r} exists already") from None
+
+    async def set_client_disabled(self, client_id: str, disabled: bool) -> ClientRecord | None:
+        row = await self.conn.fetchrow(
+            "UPDATE clients SET disabled = $1 WHERE client_id = $2 RETURNING *", disabled, client_id
+        )
+        return None if row is None else rows.client(row, as_is)
+
+    async def create_user(self, user: UserRecord) -> None:
+        try:
+            await self.conn.execute(
+                "INSERT INTO users (user_id, username, username_key, password_hash, roles,"
+                " disabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                user.user_id,
+                user.username,
+                user.username_key,
+                user.password_hash,
+                " ".join(user.roles),
+                user.disabled,
+                user.created_at,
+                user.updated_at,
+            )
+        except asyncpg.UniqueViolationError:
+            raise ConflictError("a user with this username exists already") from None
+
+    async def update_user(
+        self,
+        user_id: str,
+        at: datetime,
+        *,
+        roles: tuple[str, ...] | None = None,
+        disabled: bool | None = None,
+        password_hash: str | None = None,
+    ) -> UserRecord | None:
+        row = await self.conn.fetchrow(
+            "UPDATE users SET roles = coalesce($1, roles), disabled = coalesce($2, disabled),"
+            " password_hash = coalesce($3, password_hash), updated_at = $4"
+            " WHERE user_id = $5 RETURNING *",
+            None if roles is None else " ".join(roles),
+            disabled,
+            password_hash,
+            at,
+            user_id,
+        )
+        return None if row is None else rows.user(row, as_is)
+
+    # Login counters
+    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
+        await self.conn.execute(
+            "DELETE FROM login_failures WHERE kind = $1 AND key = $2 AND window_start < $3",
+            kind,
+            key,
+            window_start,
+        )
+        count = await self.conn.fetchval(
+            "INSERT INTO login_failures (kind, key, window_start, count)"
+            " VALUES ($1, $2, $3, 1) ON CONFLICT (kind, key, window_start)"
+            " DO UPDATE SET count = login_failures.count + 1 RETURNING count",
+            kind,
+            key,
+            window_start,
+        )
+        return int(count)
+
+    async def forget_login_attempt(
+        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
+    ) -> None:
+        if all_:
+            await self.conn.execute(
+                "DELETE FROM login_failures WHERE kind = $1 AND key = $2", kind, key
+            )
+        else:
+            await self.conn.execute(
+                "UPDATE login_failures SET count = greatest(count - 1, 0)"
+                " WHERE kind = $1 AND key = $2 AND window_start = $3",
+                kind,
+                key,
+                window_start,
+            )
+
+    # Sessions
     async def lock_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
-        row = await self.conn.fetchrow(_FIND_REFRESH + " FOR UPDATE OF f", token_hash)
-        return None if row is None else (_token(row), _family(row))
+        family_id = await self.conn.fetchval(
+            "SELECT f.family_id FROM refresh_tokens t"
+            " JOIN refresh_families f ON f.family_id = t.family_id"
+            " WHERE t.token_hash = $1 FOR UPDATE OF f",
+            token_hash,
+        )
+        if family_id is None:
+            return None
+        # Under READ COMMITTED a statement that waited for the lock still returns the
+        # other rows as they were before the wait: read the token again, in a new
+        # statement, so a waiter sees the spend the lock holder committed.
+        return await self.find_refresh(token_hash)
+
+    async def find_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
+        row = await self.conn.fetchrow(_FIND_REFRESH, token_hash)
+        return None if row is None else (rows.token(row, as_is), rows.family(row, as_is))
+
+    async def lock_families(self, family_ids: set[str]) -> None:
+        await self.conn.execute(
+            "SELECT 1 FROM refresh_families WHERE family_id = ANY($1::text[])"
+            " ORDER BY family_id FOR UPDATE",
+            sorted(family_ids),
+        )
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         row = await self.conn.fetchrow("SELECT * FROM users WHERE user_id = $1", user_id)
-        return None if row is None else _user(row)
+        return None if row is None else rows.user(row, as_is)
 
     async def insert_family(self, family: FamilyRecord) -> None:
         await self.conn.execute(
@@ -135,7 +222,7 @@ class PostgresSessionTx:
             family_id,
             parent_hash,
         )
-        return None if row is None else _token(row)
+        return None if row is None else rows.token(row, as_is)
 
     async def record_access_token(self, jti: str, family_id: str, exp: datetime) -> None:
         await self.conn.execute(
@@ -198,16 +285,6 @@ class PostgresSessionTx:
             drop_after,
         )
 
-    async def add_audit(self, event: AuditEvent) -> None:
-        await self.conn.execute(
-            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
-            event.at,
-            event.actor,
-            event.action,
-            event.target,
-            json.dumps(event.detail),
-        )
-
 
 class PostgresUserStore:
     """Mixed into :class:`issuer.store.postgres.PostgresStore`."""
@@ -219,38 +296,25 @@ class PostgresUserStore:
         def transaction(self) -> AbstractAsyncContextManager[PostgresTx]: ...
 
     async def create_user(self, user: UserRecord) -> None:
-        try:
-            await self.pool.execute(
-                "INSERT INTO users (user_id, username, username_key, password_hash, roles,"
-                " disabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                user.user_id,
-                user.username,
-                user.username_key,
-                user.password_hash,
-                " ".join(user.roles),
-                user.disabled,
-                user.created_at,
-                user.updated_at,
-            )
-        except asyncpg.UniqueViolationError:
-            raise ConflictError("a user with this username exists already") from None
+        async with self.transaction() as tx:
+            await tx.create_user(user)
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         row = await self.pool.fetchrow("SELECT * FROM users WHERE user_id = $1", user_id)
-        return None if row is None else _user(row)
+        return None if row is None else rows.user(row, as_is)
 
     async def get_user_by_key(self, username_key: str) -> UserRecord | None:
         row = await self.pool.fetchrow("SELECT * FROM users WHERE username_key = $1", username_key)
-        return None if row is None else _user(row)
+        return None if row is None else rows.user(row, as_is)
 
     async def list_users(self, after: str | None = None, limit: int = 100) -> list[UserRecord]:
-        rows = await self.pool.fetch(
+        found = await self.pool.fetch(
             'SELECT * FROM users WHERE username_key COLLATE "C" > $1'
             ' ORDER BY username_key COLLATE "C" LIMIT $2',
             after or "",
             limit,
         )
-        return [_user(r) for r in rows]
+        return [rows.user(r, as_is) for r in found]
 
     async def update_user(
         self,
@@ -261,29 +325,14 @@ class PostgresUserStore:
         disabled: bool | None = None,
         password_hash: str | None = None,
     ) -> UserRecord | None:
-        row = await self.pool.fetchrow(
-            "UPDATE users SET roles = coalesce($1, roles), disabled = coalesce($2, disabled),"
-            " password_hash = coalesce($3, password_hash), updated_at = $4"
-            " WHERE user_id = $5 RETURNING *",
-            None if roles is None else " ".join(roles),
-            disabled,
-            password_hash,
-            at,
-            user_id,
-        )
-        return None if row is None else _user(row)
-
-    def sessions(self) -> AbstractAsyncContextManager[PostgresSessionTx]:
-        return self._sessions()
-
-    @asynccontextmanager
-    async def _sessions(self) -> AsyncIterator[PostgresSessionTx]:
         async with self.transaction() as tx:
-            yield PostgresSessionTx(tx.conn)
+            return await tx.update_user(
+                user_id, at, roles=roles, disabled=disabled, password_hash=password_hash
+            )
 
     async def find_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
-        row = await self.pool.fetchrow(_FIND_REFRESH, token_hash)
-        return None if row is None else (_token(row), _family(row))
+        async with self.pool.acquire() as conn:
+            return await PostgresSessionTx(conn).find_refresh(token_hash)
 
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
         value = await self.pool.fetchval(
@@ -299,71 +348,26 @@ class PostgresUserStore:
         self, after: int, now: datetime, limit: int
     ) -> tuple[list[RevocationEntry], int]:
         async with self.pool.transaction(isolation="repeatable_read") as conn:
-            rows = await conn.fetch(
-                "SELECT seq, kind, subject, at FROM revocation_events"
-                " WHERE seq > $1 AND drop_after > $2 ORDER BY seq LIMIT $3",
-                after,
-                now,
-                limit,
-            )
-            top = await conn.fetchval("SELECT max(seq) FROM revocation_events")
-        entries = [RevocationEntry(r["seq"], r["kind"], r["subject"], r["at"]) for r in rows]
+            # One snapshot (REPEATABLE READ) for the page and the cursor.
+            found = await conn.fetch(numbered(rows.LIST_REVOCATIONS), after, now, limit)
+            top = await conn.fetchval(rows.TOP_REVOCATION)
+        entries = [RevocationEntry(r["seq"], r["kind"], r["subject"], r["at"]) for r in found]
         return entries, int(top or 0)
 
     async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
         async with self.transaction() as tx:
-            await tx.conn.execute(
-                "DELETE FROM login_failures WHERE kind = $1 AND key = $2 AND window_start < $3",
-                kind,
-                key,
-                window_start,
-            )
-            count = await tx.conn.fetchval(
-                "INSERT INTO login_failures (kind, key, window_start, count)"
-                " VALUES ($1, $2, $3, 1) ON CONFLICT (kind, key, window_start)"
-                " DO UPDATE SET count = login_failures.count + 1 RETURNING count",
-                kind,
-                key,
-                window_start,
-            )
-        return int(count)
-
-    async def purge_expired(self, now: datetime, keep: timedelta) -> int:
-        old = now - keep
-        deleted = 0
-        async with self.transaction() as tx:
-            for sql, arg in (
-                ("DELETE FROM revocation_events WHERE drop_after <= $1", now),
-                ("DELETE FROM family_access_tokens WHERE exp < $1", old),
-                (
-                    "DELETE FROM family_access_tokens WHERE family_id IN"
-                    " (SELECT family_id FROM refresh_families WHERE expires_at <= $1)",
-                    now,
-                ),
-                (
-                    "DELETE FROM refresh_tokens WHERE family_id IN"
-                    " (SELECT family_id FROM refresh_families WHERE expires_at <= $1)",
-                    now,
-                ),
-                ("DELETE FROM refresh_families WHERE expires_at <= $1", now),
-                ("DELETE FROM login_failures WHERE window_start < $1", old),
-            ):
-                status = await tx.conn.execute(sql, arg)
-                deleted += int(status.split()[-1])
-        return deleted
+            return await tx.count_login_attempt(kind, key, window_start)
 
     async def forget_login_attempt(
         self, kind: str, key: str, window_start: datetime, *, all_: bool = False
     ) -> None:
-        if all_:
-            await self.pool.execute(
-                "DELETE FROM login_failures WHERE kind = $1 AND key = $2", kind, key
-            )
-        else:
-            await self.pool.execute(
-                "UPDATE login_failures SET count = greatest(count - 1, 0)"
-                " WHERE kind = $1 AND key = $2 AND window_start = $3",
-                kind,
-                key,
-                window_start,
-            )
+        async with self.transaction() as tx:
+            await tx.forget_login_attempt(kind, key, window_start, all_=all_)
+
+    async def purge_expired(self, now: datetime, keep: timedelta) -> int:
+        deleted = 0
+        async with self.transaction() as tx:
+            for sql, arg in rows.purge_statements(now, now - keep):
+                status = await tx.conn.execute(numbered(sql), arg)
+                deleted += int(status.split()[-1])
+        return deleted

@@ -13,16 +13,16 @@ import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
 from issuer import logs
-from issuer.errors import ConflictError, DatabaseUnavailableError, InvalidRequestError
+from issuer.errors import DatabaseUnavailableError, InvalidRequestError
+from issuer.store import rows
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
 from issuer.store.migrate import (
     SCHEMA_TABLE_SQLITE,
@@ -30,19 +30,9 @@ from issuer.store.migrate import (
     pending,
     sqlite_statements,
 )
-from issuer.store.sqlite_sessions import SQLiteUserStore
-
-
-def ts(when: datetime | None) -> float | None:
-    return None if when is None else when.timestamp()
-
-
-def dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def dt_(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
+from issuer.store.rows import KEY_COLUMNS, from_epoch
+from issuer.store.rows import epoch as ts
+from issuer.store.sqlite_sessions import SQLiteSessionTx, SQLiteUserStore
 
 
 def translate(exc: Exception) -> Exception | None:
@@ -84,74 +74,23 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-def _key(row: sqlite3.Row) -> KeyRecord:
-    return KeyRecord(
-        kid=row["kid"],
-        alg=row["alg"],
-        public_jwk=json.loads(row["public_jwk"]),
-        private_wrapped=row["private_wrapped"],
-        kek_id=row["kek_id"],
-        created_at=dt_(row["created_at"]),
-        activates_at=dt_(row["activates_at"]),
-        revoked_at=dt(row["revoked_at"]),
-    )
-
-
-def _client(row: sqlite3.Row) -> ClientRecord:
-    return ClientRecord(
-        client_id=row["client_id"],
-        name=row["name"],
-        secret_hash=row["secret_hash"],
-        scopes=tuple(row["scopes"].split()),
-        first_party=bool(row["first_party"]),
-        created_at=dt_(row["created_at"]),
-        disabled=bool(row["disabled"]),
-    )
-
-
-def _audit(row: sqlite3.Row) -> AuditEvent:
-    return AuditEvent(
-        id=row["id"],
-        at=dt_(row["at"]),
-        actor=row["actor"],
-        action=row["action"],
-        target=row["target"],
-        detail=json.loads(row["detail"]),
-    )
-
-
-_KEY_COLUMNS = "kid, alg, public_jwk, private_wrapped, kek_id, created_at, activates_at, revoked_at"
-
-
-class SQLiteTx:
+class SQLiteTx(SQLiteSessionTx):
     """Statements inside one open transaction (the caller holds the connection lock)."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
+        super().__init__(db)
         self.scrub = False  # a private key was destroyed: checkpoint the WAL after commit
-
-    async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self.db.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
-
-    async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self.db.execute(sql, tuple(args)) as cur:
-            return await cur.fetchone()
-
-    async def execute(self, sql: str, args: Iterable[Any] = ()) -> int:
-        async with self.db.execute(sql, tuple(args)) as cur:
-            return cur.rowcount
 
     # KeyScheduleTx
     async def list_keys(self) -> list[KeyRecord]:
-        rows = await self.fetchall(
-            f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY activates_at, created_at, kid"  # noqa: S608
+        found = await self.fetchall(
+            f"SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY activates_at, created_at, kid"  # noqa: S608
         )
-        return [_key(r) for r in rows]
+        return [rows.key(r, from_epoch) for r in found]
 
     async def insert_key(self, key: KeyRecord) -> None:
         await self.execute(
-            f"INSERT INTO signing_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            f"INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             (
                 key.kid,
                 key.alg,
@@ -173,6 +112,11 @@ class SQLiteTx:
         self.scrub = True
         return n == 1
 
+    async def add_revocation(
+        self, kind: str, subject: str, at: datetime, drop_after: datetime
+    ) -> None:
+        await SQLiteSessionTx(self.db).add_revocation(kind, subject, at, drop_after)
+
     async def destroy_private_key(self, kid: str) -> None:
         await self.execute("UPDATE signing_keys SET private_wrapped = NULL WHERE kid = ?", (kid,))
         self.scrub = True
@@ -182,12 +126,6 @@ class SQLiteTx:
             "UPDATE signing_keys SET private_wrapped = ?, kek_id = ?"
             " WHERE kid = ? AND private_wrapped IS NOT NULL",
             (wrapped, kek_id, kid),
-        )
-
-    async def add_audit(self, event: AuditEvent) -> None:
-        await self.execute(
-            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-            (ts(event.at), event.actor, event.action, event.target, json.dumps(event.detail)),
         )
 
 
@@ -211,17 +149,22 @@ class SQLiteStore(SQLiteUserStore):
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         db = await aiosqlite.connect(path, isolation_level=None, timeout=statement_timeout)
         db.row_factory = sqlite3.Row
-        for pragma in (
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
-            # How long a statement waits for another process's write lock; past it,
-            # "database is locked" answers 503 (see translate).
-            f"PRAGMA busy_timeout = {int(statement_timeout * 1000)}",
-            "PRAGMA foreign_keys = ON",
-            # Freed pages are zeroed, so destroyed private keys leave no copy in the file.
-            "PRAGMA secure_delete = ON",
-        ):
-            await db.execute(pragma)
+        try:
+            for pragma in (
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = NORMAL",
+                # How long a statement waits for another process's write lock; past it,
+                # "database is locked" answers 503 (see translate).
+                f"PRAGMA busy_timeout = {int(statement_timeout * 1000)}",
+                "PRAGMA foreign_keys = ON",
+                # Freed pages are zeroed, so destroyed private keys leave no copy in the file.
+                "PRAGMA secure_delete = ON",
+            ):
+                await db.execute(pragma)
+        except BaseException:
+            # Not a database (a directory, another file): stop the connection's thread.
+            await db.close()
+            raise
         return cls(db, acquire_timeout=acquire_timeout)
 
     async def close(self) -> None:
@@ -265,7 +208,7 @@ class SQLiteStore(SQLiteUserStore):
             await tx.fetchone("SELECT 1")
 
     async def migrate(self) -> list[str]:
-        available = load_migrations("sqlite")
+        available = load_migrations(self.dialect)
         async with self.transaction() as tx:
             await tx.execute(SCHEMA_TABLE_SQLITE)
             rows = await tx.fetchall("SELECT version, checksum FROM schema_migrations")
@@ -289,41 +232,22 @@ class SQLiteStore(SQLiteUserStore):
 
     # Clients
     async def create_client(self, client: ClientRecord) -> None:
-        try:
-            async with self.transaction() as tx:
-                await tx.execute(
-                    "INSERT INTO clients (client_id, name, secret_hash, scopes, first_party,"
-                    " disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        client.client_id,
-                        client.name,
-                        client.secret_hash,
-                        " ".join(client.scopes),
-                        int(client.first_party),
-                        int(client.disabled),
-                        ts(client.created_at),
-                    ),
-                )
-        except sqlite3.IntegrityError:
-            raise ConflictError(f"a client named {client.name!r} exists already") from None
+        async with self.transaction() as tx:
+            await tx.create_client(client)
 
     async def get_client(self, client_id: str) -> ClientRecord | None:
         async with self.read() as tx:
             row = await tx.fetchone("SELECT * FROM clients WHERE client_id = ?", (client_id,))
-        return None if row is None else _client(row)
+        return None if row is None else rows.client(row, from_epoch)
 
     async def set_client_disabled(self, client_id: str, disabled: bool) -> ClientRecord | None:
         async with self.transaction() as tx:
-            await tx.execute(
-                "UPDATE clients SET disabled = ? WHERE client_id = ?", (int(disabled), client_id)
-            )
-            row = await tx.fetchone("SELECT * FROM clients WHERE client_id = ?", (client_id,))
-        return None if row is None else _client(row)
+            return await tx.set_client_disabled(client_id, disabled)
 
     async def list_clients(self) -> list[ClientRecord]:
         async with self.read() as tx:
-            rows = await tx.fetchall("SELECT * FROM clients ORDER BY created_at, name")
-        return [_client(r) for r in rows]
+            found = await tx.fetchall("SELECT * FROM clients ORDER BY created_at, name")
+        return [rows.client(r, from_epoch) for r in found]
 
     # Audit
     async def add_audit(self, event: AuditEvent) -> None:
@@ -332,7 +256,7 @@ class SQLiteStore(SQLiteUserStore):
 
     async def list_audit(self, after: int = 0, limit: int = 100) -> list[AuditEvent]:
         async with self.read() as tx:
-            rows = await tx.fetchall(
+            found = await tx.fetchall(
                 "SELECT * FROM audit_log WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
             )
-        return [_audit(r) for r in rows]
+        return [rows.audit(r, from_epoch) for r in found]

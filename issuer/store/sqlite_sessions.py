@@ -1,89 +1,37 @@
-"""Users, refresh-token families, the deny list and login counters on SQLite.
+"""Users, clients, refresh-token families, the deny list and login counters on SQLite.
 
-Every session write runs in ``BEGIN IMMEDIATE``: SQLite's write lock serializes
-it against every other writer, in this process and in the other workers, so a
-spent check and the spend happen as one.
+Every write runs in ``BEGIN IMMEDIATE``: SQLite's write lock serializes it
+against every other writer, in this process and in the other workers, so a
+spent check and the spend happen as one, and a transaction that waited for the
+lock reads rows as the previous writer committed them.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from issuer.errors import ConflictError
+from issuer.store import rows
 from issuer.store.base import (
     AuditEvent,
+    ClientRecord,
     FamilyRecord,
     RefreshTokenRecord,
     RevocationEntry,
     UserRecord,
 )
+from issuer.store.rows import epoch as ts
+from issuer.store.rows import from_epoch as dt_
 
 if TYPE_CHECKING:
     from issuer.store.sqlite import SQLiteTx
-
-
-def ts(when: datetime | None) -> float | None:
-    return None if when is None else when.timestamp()
-
-
-def dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def dt_(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
-def _user(row: sqlite3.Row) -> UserRecord:
-    return UserRecord(
-        user_id=row["user_id"],
-        username=row["username"],
-        username_key=row["username_key"],
-        password_hash=row["password_hash"],
-        roles=tuple(row["roles"].split()),
-        disabled=bool(row["disabled"]),
-        created_at=dt_(row["created_at"]),
-        updated_at=dt_(row["updated_at"]),
-    )
-
-
-def _token(row: sqlite3.Row) -> RefreshTokenRecord:
-    return RefreshTokenRecord(
-        token_hash=row["token_hash"],
-        family_id=row["family_id"],
-        generation=row["generation"],
-        parent_hash=row["parent_hash"],
-        scope=tuple(row["scope"].split()),
-        issued_at=dt_(row["issued_at"]),
-        idle_expires_at=dt_(row["idle_expires_at"]),
-        spent_at=dt(row["spent_at"]),
-    )
-
-
-def _family(row: sqlite3.Row) -> FamilyRecord:
-    return FamilyRecord(
-        family_id=row["family_id"],
-        user_id=row["user_id"],
-        client_id=row["client_id"],
-        created_at=dt_(row["created_at"]),
-        expires_at=dt_(row["f_expires_at"]),
-        revoked_at=dt(row["f_revoked_at"]),
-    )
-
-
-_FIND_REFRESH = """
-SELECT t.*, f.user_id, f.client_id, f.created_at, f.expires_at AS f_expires_at,
-       f.revoked_at AS f_revoked_at
-FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id
-WHERE t.token_hash = ?
-"""
 
 
 class SQLiteSessionTx:
@@ -91,6 +39,10 @@ class SQLiteSessionTx:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
+
+    async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self.db.execute(sql, tuple(args)) as cur:
+            return list(await cur.fetchall())
 
     async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
         async with self.db.execute(sql, tuple(args)) as cur:
@@ -106,14 +58,114 @@ class SQLiteSessionTx:
             (ts(event.at), event.actor, event.action, event.target, json.dumps(event.detail)),
         )
 
+    # Clients and users
+    async def create_client(self, client: ClientRecord) -> None:
+        try:
+            await self.execute(
+                "INSERT INTO clients (client_id, name, secret_hash, scopes, first_party,"
+                " disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    client.client_id,
+                    client.name,
+                    client.secret_hash,
+                    " ".join(client.scopes),
+                    int(client.first_party),
+                    int(client.disabled),
+                    ts(client.created_at),
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise ConflictError(f"a client named {client.name!r} exists already") from None
+
+    async def set_client_disabled(self, client_id: str, disabled: bool) -> ClientRecord | None:
+        row = await self.fetchone(
+            "UPDATE clients SET disabled = ? WHERE client_id = ? RETURNING *",
+            (int(disabled), client_id),
+        )
+        return None if row is None else rows.client(row, dt_)
+
+    async def create_user(self, user: UserRecord) -> None:
+        try:
+            await self.execute(
+                "INSERT INTO users (user_id, username, username_key, password_hash, roles,"
+                " disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user.user_id,
+                    user.username,
+                    user.username_key,
+                    user.password_hash,
+                    " ".join(user.roles),
+                    int(user.disabled),
+                    ts(user.created_at),
+                    ts(user.updated_at),
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise ConflictError("a user with this username exists already") from None
+
+    async def update_user(
+        self,
+        user_id: str,
+        at: datetime,
+        *,
+        roles: tuple[str, ...] | None = None,
+        disabled: bool | None = None,
+        password_hash: str | None = None,
+    ) -> UserRecord | None:
+        row = await self.fetchone(
+            "UPDATE users SET roles = coalesce(?, roles), disabled = coalesce(?, disabled),"
+            " password_hash = coalesce(?, password_hash), updated_at = ?"
+            " WHERE user_id = ? RETURNING *",
+            (
+                None if roles is None else " ".join(roles),
+                None if disabled is None else int(disabled),
+                password_hash,
+                ts(at),
+                user_id,
+            ),
+        )
+        return None if row is None else rows.user(row, dt_)
+
+    # Login counters
+    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
+        # Old windows go as new ones start, so the table stays small.
+        await self.execute(
+            "DELETE FROM login_failures WHERE kind = ? AND key = ? AND window_start < ?",
+            (kind, key, ts(window_start)),
+        )
+        row = await self.fetchone(
+            "INSERT INTO login_failures (kind, key, window_start, count) VALUES (?, ?, ?, 1)"
+            " ON CONFLICT (kind, key, window_start) DO UPDATE SET count = count + 1"
+            " RETURNING count",
+            (kind, key, ts(window_start)),
+        )
+        assert row is not None
+        return int(row["count"])
+
+    async def forget_login_attempt(
+        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
+    ) -> None:
+        if all_:
+            await self.execute("DELETE FROM login_failures WHERE kind = ? AND key = ?", (kind, key))
+        else:
+            await self.execute(
+                "UPDATE login_failures SET count = max(count - 1, 0)"
+                " WHERE kind = ? AND key = ? AND window_start = ?",
+                (kind, key, ts(window_start)),
+            )
+
+    # Sessions
     async def lock_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
         # The whole transaction holds SQLite's write lock already.
-        row = await self.fetchone(_FIND_REFRESH, (token_hash,))
-        return None if row is None else (_token(row), _family(row))
+        row = await self.fetchone(rows.FIND_REFRESH, (token_hash,))
+        return None if row is None else (rows.token(row, dt_), rows.family(row, dt_))
+
+    async def lock_families(self, family_ids: set[str]) -> None:
+        pass  # the write lock covers every row
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         row = await self.fetchone("SELECT * FROM users WHERE user_id = ?", (user_id,))
-        return None if row is None else _user(row)
+        return None if row is None else rows.user(row, dt_)
 
     async def insert_family(self, family: FamilyRecord) -> None:
         await self.execute(
@@ -161,7 +213,7 @@ class SQLiteSessionTx:
             " WHERE family_id = ? AND parent_hash = ? AND spent_at IS NULL RETURNING *",
             (ts(at), family_id, parent_hash),
         )
-        return None if row is None else _token(row)
+        return None if row is None else rows.token(row, dt_)
 
     async def record_access_token(self, jti: str, family_id: str, exp: datetime) -> None:
         await self.execute(
@@ -174,6 +226,10 @@ class SQLiteSessionTx:
             "SELECT family_id FROM family_access_tokens WHERE jti = ?", (jti,)
         )
         return None if row is None else str(row["family_id"])
+
+    async def find_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
+        row = await self.fetchone(rows.FIND_REFRESH, (token_hash,))
+        return None if row is None else (rows.token(row, dt_), rows.family(row, dt_))
 
     async def revoke_family(self, family_id: str, at: datetime, leeway: int) -> bool:
         n = await self.execute(
@@ -214,42 +270,25 @@ class SQLiteUserStore:
         def read(self) -> AbstractAsyncContextManager[SQLiteTx]: ...
 
     async def create_user(self, user: UserRecord) -> None:
-        try:
-            async with self.transaction() as tx:
-                await tx.execute(
-                    "INSERT INTO users (user_id, username, username_key, password_hash, roles,"
-                    " disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        user.user_id,
-                        user.username,
-                        user.username_key,
-                        user.password_hash,
-                        " ".join(user.roles),
-                        int(user.disabled),
-                        ts(user.created_at),
-                        ts(user.updated_at),
-                    ),
-                )
-        except sqlite3.IntegrityError:
-            raise ConflictError("a user with this username exists already") from None
+        async with self.transaction() as tx:
+            await tx.create_user(user)
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         async with self.read() as tx:
-            row = await tx.fetchone("SELECT * FROM users WHERE user_id = ?", (user_id,))
-        return None if row is None else _user(row)
+            return await tx.get_user(user_id)
 
     async def get_user_by_key(self, username_key: str) -> UserRecord | None:
         async with self.read() as tx:
             row = await tx.fetchone("SELECT * FROM users WHERE username_key = ?", (username_key,))
-        return None if row is None else _user(row)
+        return None if row is None else rows.user(row, dt_)
 
     async def list_users(self, after: str | None = None, limit: int = 100) -> list[UserRecord]:
         async with self.read() as tx:
-            rows = await tx.fetchall(
+            found = await tx.fetchall(
                 "SELECT * FROM users WHERE username_key > ? ORDER BY username_key LIMIT ?",
                 (after or "", limit),
             )
-        return [_user(r) for r in rows]
+        return [rows.user(r, dt_) for r in found]
 
     async def update_user(
         self,
@@ -261,32 +300,13 @@ class SQLiteUserStore:
         password_hash: str | None = None,
     ) -> UserRecord | None:
         async with self.transaction() as tx:
-            row = await tx.fetchone(
-                "UPDATE users SET roles = coalesce(?, roles), disabled = coalesce(?, disabled),"
-                " password_hash = coalesce(?, password_hash), updated_at = ?"
-                " WHERE user_id = ? RETURNING *",
-                (
-                    None if roles is None else " ".join(roles),
-                    None if disabled is None else int(disabled),
-                    password_hash,
-                    ts(at),
-                    user_id,
-                ),
+            return await tx.update_user(
+                user_id, at, roles=roles, disabled=disabled, password_hash=password_hash
             )
-        return None if row is None else _user(row)
-
-    def sessions(self) -> AbstractAsyncContextManager[SQLiteSessionTx]:
-        return self._sessions()
-
-    @asynccontextmanager
-    async def _sessions(self) -> AsyncIterator[SQLiteSessionTx]:
-        async with self.transaction() as tx:
-            yield SQLiteSessionTx(tx.db)
 
     async def find_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
         async with self.read() as tx:
-            row = await tx.fetchone(_FIND_REFRESH, (token_hash,))
-        return None if row is None else (_token(row), _family(row))
+            return await tx.find_refresh(token_hash)
 
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
         async with self.read() as tx:
@@ -300,66 +320,27 @@ class SQLiteUserStore:
     async def list_revocations(
         self, after: int, now: datetime, limit: int
     ) -> tuple[list[RevocationEntry], int]:
-        async with self.read() as tx:
-            rows = await tx.fetchall(
-                "SELECT seq, kind, subject, at FROM revocation_events"
-                " WHERE seq > ? AND drop_after > ? ORDER BY seq LIMIT ?",
-                (after, ts(now), limit),
-            )
-            top = await tx.fetchone("SELECT max(seq) AS top FROM revocation_events")
-        entries = [RevocationEntry(r["seq"], r["kind"], r["subject"], dt_(r["at"])) for r in rows]
+        # One read transaction: the page and the cursor come from one snapshot, so a
+        # revocation another worker commits in between is after the cursor, not under it.
+        async with self.transaction(write=False) as tx:
+            found = await tx.fetchall(rows.LIST_REVOCATIONS, (after, ts(now), limit))
+            top = await tx.fetchone(rows.TOP_REVOCATION)
+        entries = [RevocationEntry(r["seq"], r["kind"], r["subject"], dt_(r["at"])) for r in found]
         return entries, int(top["top"] or 0) if top is not None else 0
 
     async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
         async with self.transaction() as tx:
-            # Old windows go as new ones start, so the table stays small.
-            await tx.execute(
-                "DELETE FROM login_failures WHERE kind = ? AND key = ? AND window_start < ?",
-                (kind, key, ts(window_start)),
-            )
-            row = await tx.fetchone(
-                "INSERT INTO login_failures (kind, key, window_start, count) VALUES (?, ?, ?, 1)"
-                " ON CONFLICT (kind, key, window_start) DO UPDATE SET count = count + 1"
-                " RETURNING count",
-                (kind, key, ts(window_start)),
-            )
-        assert row is not None
-        return int(row["count"])
-
-    async def purge_expired(self, now: datetime, keep: timedelta) -> int:
-        old = ts(now - keep)
-        deleted = 0
-        async with self.transaction() as tx:
-            for sql, args in (
-                ("DELETE FROM revocation_events WHERE drop_after <= ?", (ts(now),)),
-                ("DELETE FROM family_access_tokens WHERE exp < ?", (old,)),
-                (
-                    "DELETE FROM family_access_tokens WHERE family_id IN"
-                    " (SELECT family_id FROM refresh_families WHERE expires_at <= ?)",
-                    (ts(now),),
-                ),
-                (
-                    "DELETE FROM refresh_tokens WHERE family_id IN"
-                    " (SELECT family_id FROM refresh_families WHERE expires_at <= ?)",
-                    (ts(now),),
-                ),
-                ("DELETE FROM refresh_families WHERE expires_at <= ?", (ts(now),)),
-                ("DELETE FROM login_failures WHERE window_start < ?", (old,)),
-            ):
-                deleted += await tx.execute(sql, args)
-        return deleted
+            return await tx.count_login_attempt(kind, key, window_start)
 
     async def forget_login_attempt(
         self, kind: str, key: str, window_start: datetime, *, all_: bool = False
     ) -> None:
         async with self.transaction() as tx:
-            if all_:
-                await tx.execute(
-                    "DELETE FROM login_failures WHERE kind = ? AND key = ?", (kind, key)
-                )
-            else:
-                await tx.execute(
-                    "UPDATE login_failures SET count = max(count - 1, 0)"
-                    " WHERE kind = ? AND key = ? AND window_start = ?",
-                    (kind, key, ts(window_start)),
-                )
+            await tx.forget_login_attempt(kind, key, window_start, all_=all_)
+
+    async def purge_expired(self, now: datetime, keep: timedelta) -> int:
+        deleted = 0
+        async with self.transaction() as tx:
+            for sql, arg in rows.purge_statements(ts(now), ts(now - keep)):
+                deleted += await tx.execute(sql, (arg,))
+        return deleted

@@ -19,7 +19,7 @@ from __future__ import annotations
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,15 +94,23 @@ class ParsedToken:
     signature: bytes
 
 
-@dataclass(frozen=True, slots=True)
 class PreparedToken:
-    """A compact token whose size, shape and header passed; signature and claims not yet."""
+    """A compact token whose size, shape and header passed; signature and claims not yet.
 
-    alg: str
-    kid: str
-    signing_input: bytes
-    payload: bytes
-    signature: bytes
+    A plain slotted class, not a frozen dataclass: it is built once per verification,
+    and a frozen dataclass pays an ``object.__setattr__`` per field.
+    """
+
+    __slots__ = ("alg", "kid", "payload", "signature", "signing_input")
+
+    def __init__(
+        self, alg: str, kid: str, signing_input: bytes, payload: bytes, signature: bytes
+    ) -> None:
+        self.alg = alg
+        self.kid = kid
+        self.signing_input = signing_input
+        self.payload = payload
+        self.signature = signature
 
 
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -117,13 +125,17 @@ _CANONICAL_LAST = {
 
 def _b64decode(part: bytes) -> bytes:
     # Strict base64url without padding (RFC 7515 §2): reject '=', '+', '/', whitespace.
+    # The alphabet is checked up front (deleting every valid character must leave
+    # nothing), so the faster non-strict decoder then sees only valid input.
     rest = len(part) % 4
-    if rest == 1 or (rest and part[-1] not in _CANONICAL_LAST[rest]):
+    if (
+        rest == 1
+        or (rest and part[-1] not in _CANONICAL_LAST[rest])
+        or part.translate(None, _ALPHABET)
+    ):
         raise MalformedTokenError("invalid base64url")
     try:
-        return binascii.a2b_base64(
-            part.translate(_B64URL_TO_STD) + _PADDING[len(part) % 4], strict_mode=True
-        )
+        return binascii.a2b_base64(part.translate(_B64URL_TO_STD) + _PADDING[rest])
     except binascii.Error:
         raise MalformedTokenError("invalid base64url") from None
 
@@ -141,11 +153,21 @@ def _reject_constant(name: str) -> Any:
 
 # Built once: json.loads(..., object_pairs_hook=...) would build a decoder per call.
 _DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = _DECODER.decode(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        # The scanner alone when the text is exactly one value (as the issuer writes it);
+        # surrounding whitespace or trailing data goes through the full decoder, which
+        # accepts the one and refuses the other.
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            value = _DECODER.decode(text)
     except MalformedTokenError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -257,10 +279,10 @@ def check_claims(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
         if name not in claims:
             raise MissingClaimError(f"claim {name} is required")
     exp = _number(claims, "exp")
-    nbf = _number(claims, "nbf")
-    iat = _number(claims, "iat")
     if exp is None:
         raise MissingClaimError("claim exp is required")
+    nbf = _number(claims, "nbf") if "nbf" in claims else None
+    iat = _number(claims, "iat") if "iat" in claims else None
     leeway = policy.leeway
     if now >= exp + leeway:
         raise ExpiredTokenError("token has expired")

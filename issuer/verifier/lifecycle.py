@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from issuer.verifier.verifier import Verifier
 
 
 class Background:
@@ -26,3 +31,28 @@ class Background:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+@asynccontextmanager
+async def running(verifier: Verifier, framework: str) -> AsyncIterator[None]:
+    """Start the verifier's JWKS client (and its revocation feed, if it has one) for a while.
+
+    ``framework`` goes into the ``User-Agent`` of their requests, so operators see
+    who fetches.
+    """
+    jwks = verifier.jwks
+    revocations: object = verifier.revocations
+    feed = revocations if isinstance(revocations, Background) else None
+    for client in (jwks, feed):
+        state = getattr(client, "cache", None) or getattr(client, "state", None)
+        if state is not None and state.framework == "aiohttp":
+            state.framework = framework
+    await jwks.start()
+    try:
+        if feed is not None:
+            await feed.start()
+        yield
+    finally:
+        if feed is not None:
+            await feed.close()
+        await jwks.close()

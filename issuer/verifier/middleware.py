@@ -14,18 +14,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from issuer.verifier.bearer import BearerError, Challenge, bearer_token, refused, require
 from issuer.verifier.errors import TokenError
-from issuer.verifier.revocation import RevocationFeed
+from issuer.verifier.lifecycle import running
 from issuer.verifier.verifier import Verifier
 
 CLAIMS_KEY = web.RequestKey[dict[str, Any]]("claims")
 _PUBLIC_ATTR = "__issuer_verifier_public__"
-_DESCRIPTIONS = {
-    "expired": "The access token expired",
-    "not_yet_valid": "The access token is not valid yet",
-    "revoked": "The access token was revoked",
-    "keys_unavailable": "The access token cannot be verified right now",
-}
 _H = TypeVar("_H", bound=Callable[..., Any])
 
 
@@ -45,22 +40,9 @@ def claims_of(request: web.Request) -> dict[str, Any]:
         ) from None
 
 
-def _challenge(
-    status: int, realm: str | None, error: str | None, description: str, **params: str
-) -> web.Response:
-    # RFC 6750 §3: no error code at all when the request carried no token.
-    parts = [f'realm="{realm}"'] if realm else []
-    if error:
-        parts.append(f'error="{error}"')
-    parts.extend(f'{name}="{value}"' for name, value in params.items())
-    challenge = "Bearer " + ", ".join(parts) if parts else "Bearer"
-    body: dict[str, str] = {"error": error} if error else {}
-    body["error_description"] = description
-    return web.json_response(
-        body,
-        status=status,
-        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
-    )
+def render(challenge: Challenge) -> web.Response:
+    """A :class:`~issuer.verifier.bearer.Challenge` as an aiohttp response."""
+    return web.Response(status=challenge.status, body=challenge.body, headers=challenge.headers)
 
 
 def bearer_middleware(verifier: Verifier, *, realm: str | None = None) -> Middleware:
@@ -74,23 +56,14 @@ def bearer_middleware(verifier: Verifier, *, realm: str | None = None) -> Middle
             match_info.handler, _PUBLIC_ATTR, False
         ):
             return await handler(request)
-        values = request.headers.getall("Authorization", [])
-        if not values:
-            return _challenge(401, realm, None, "A bearer access token is required")
-        if len(values) > 1:
-            return _challenge(400, realm, "invalid_request", "More than one Authorization header")
-        scheme, _, token = values[0].partition(" ")
-        if scheme.lower() != "bearer":
-            # Another scheme (Basic, ...) is as good as no token (RFC 6750 §3.1).
-            return _challenge(401, realm, None, "A bearer access token is required")
-        token = token.strip(" ")
-        if not token or " " in token:
-            return _challenge(400, realm, "invalid_request", "Malformed Authorization header")
         try:
-            claims = await verifier.verify(token)
-        except TokenError as exc:
-            description = _DESCRIPTIONS.get(exc.reason, "The access token is invalid")
-            return _challenge(401, realm, "invalid_token", description)
+            token = bearer_token(request.headers.getall("Authorization", []), realm)
+            try:
+                claims = await verifier.verify(token)
+            except TokenError as exc:
+                raise refused(exc, realm) from None
+        except BearerError as exc:
+            return render(exc.challenge)
         request[CLAIMS_KEY] = claims
         return await handler(request)
 
@@ -106,32 +79,20 @@ def setup(app: web.Application, verifier: Verifier, *, realm: str | None = None)
     app.middlewares.append(bearer_middleware(verifier, realm=realm))
 
     async def verifier_ctx(app: web.Application) -> AsyncIterator[None]:
-        feed = verifier.revocations if isinstance(verifier.revocations, RevocationFeed) else None
-        await verifier.jwks.start()
-        try:
-            if feed is not None:
-                await feed.start()
+        async with running(verifier, "aiohttp"):
             yield
-        finally:
-            if feed is not None:
-                await feed.close()
-            await verifier.jwks.close()
 
     app.cleanup_ctx.append(verifier_ctx)
 
 
-def _guard(check: Callable[[dict[str, Any]], bool], **params: str) -> Callable[[Handler], Handler]:
+def _guard(scopes: tuple[str, ...], roles: tuple[str, ...]) -> Callable[[Handler], Handler]:
     def decorator(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if not check(claims_of(request)):
-                return _challenge(
-                    403,
-                    None,
-                    "insufficient_scope",
-                    "The access token lacks the privileges this resource needs",
-                    **params,
-                )
+            try:
+                require(claims_of(request), scopes=scopes, roles=roles)
+            except BearerError as exc:
+                return render(exc.challenge)
             return await handler(request)
 
         return guarded
@@ -141,24 +102,12 @@ def _guard(check: Callable[[dict[str, Any]], bool], **params: str) -> Callable[[
 
 def require_scope(*scopes: str) -> Callable[[Handler], Handler]:
     """Answer 403 insufficient_scope unless the token's ``scope`` has every one of ``scopes``."""
-    needed = frozenset(scopes)
-
-    def check(claims: dict[str, Any]) -> bool:
-        scope = claims.get("scope")
-        return isinstance(scope, str) and needed <= set(scope.split(" "))
-
-    return _guard(check, scope=" ".join(scopes))
+    return _guard(scopes, ())
 
 
 def require_role(*roles: str) -> Callable[[Handler], Handler]:
     """Answer 403 insufficient_scope unless the token's ``roles`` has every one of ``roles``."""
-    needed = frozenset(roles)
-
-    def check(claims: dict[str, Any]) -> bool:
-        granted = claims.get("roles")
-        return isinstance(granted, list) and needed <= set(granted)
-
-    return _guard(check)
+    return _guard((), roles)
 
 
 __all__ = [

@@ -9,30 +9,35 @@ asked per token). ``GET /revocations?after=CURSOR``, authenticated with
                {"sub": "...", "revoked_before": 1700000000}],
      "next": "<opaque cursor>"}
 
+               {"kid": "...", "revoked_at": 1700000000}],
+
 A ``jti`` item deny-lists one token until its ``exp``; a ``sub`` item cuts off
-every token of that subject issued at or before ``revoked_before``. The client
-passes ``next`` back as ``after``; no ``after`` means from the beginning.
-Revocation thus reaches offline verifiers within one poll interval.
+every token of that subject issued at or before ``revoked_before``; a ``kid``
+item says the signing key ``kid`` was revoked (compromised) at ``revoked_at``:
+every token it signed is refused from then on, whatever the cached JWKS says.
+The client passes ``next`` back as ``after``; no ``after`` means from the
+beginning. Revocation thus reaches offline verifiers within one poll interval.
+
+:class:`RevocationList` and :class:`FeedState` are the feed without I/O; the
+async :class:`RevocationFeed` (aiohttp) here and the sync one in
+:mod:`issuer.verifier.sync` drive them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
-from urllib.parse import quote_plus
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import quote_plus, urlencode
 
-import aiohttp
-
-from issuer.verifier.clock import UnixClock, system_clock
+from issuer.verifier.cache import check_url, user_agent
 from issuer.verifier.errors import RevokedTokenError
-from issuer.verifier.jwks import Sleep, read_limited
-from issuer.verifier.lifecycle import Background
+
+if TYPE_CHECKING:
+    from issuer.verifier.feed import RevocationFeed as RevocationFeed
 
 log = logging.getLogger("issuer.verifier.revocation")
 
@@ -43,6 +48,13 @@ class RevocationChecker(Protocol):
     def check(self, claims: Mapping[str, Any]) -> None:
         """Raise :class:`RevokedTokenError` when the token is revoked."""
         ...
+
+
+@runtime_checkable
+class KeyRevocationChecker(Protocol):
+    """A revocation checker that also knows revoked signing keys (the feed's ``kid`` items)."""
+
+    def key_revoked(self, kid: str) -> bool: ...
 
 
 def _number(value: Any) -> float | None:
@@ -57,7 +69,8 @@ class RevocationList:
     Entries are dropped once they can no longer matter: a jti after its ``exp``
     plus ``grace`` (a verifier's leeway may still accept it until then), a
     cut-off after ``max_token_lifetime`` plus ``grace`` (every token issued
-    before it has expired by then).
+    before it has expired by then). Revoked keys are never dropped: they are
+    few, and a key that comes back in a stale JWKS must stay refused.
     """
 
     def __init__(self, *, max_token_lifetime: float = 24 * 3600.0, grace: float = 300.0) -> None:
@@ -65,9 +78,10 @@ class RevocationList:
         self.grace = grace
         self.denied: dict[str, float] = {}
         self.cutoffs: dict[str, float] = {}
+        self.revoked_keys: dict[str, float] = {}
 
     def __len__(self) -> int:
-        return len(self.denied) + len(self.cutoffs)
+        return len(self.denied) + len(self.cutoffs) + len(self.revoked_keys)
 
     def apply(self, items: Iterable[Any]) -> int:
         """Add feed items; returns how many were not understood (and skipped)."""
@@ -78,10 +92,13 @@ class RevocationList:
                 continue
             jti, exp = item.get("jti"), _number(item.get("exp"))
             sub, before = item.get("sub"), _number(item.get("revoked_before"))
+            kid, revoked_at = item.get("kid"), _number(item.get("revoked_at"))
             if isinstance(jti, str) and jti and exp is not None:
                 self.denied[jti] = max(exp, self.denied.get(jti, exp))
             elif isinstance(sub, str) and sub and before is not None:
                 self.cutoffs[sub] = max(before, self.cutoffs.get(sub, before))
+            elif isinstance(kid, str) and kid and revoked_at is not None:
+                self.revoked_keys[kid] = min(revoked_at, self.revoked_keys.get(kid, revoked_at))
             else:
                 skipped += 1
         return skipped
@@ -90,6 +107,9 @@ class RevocationList:
         self.denied = {j: e for j, e in self.denied.items() if e + self.grace > now}
         horizon = now - self.max_token_lifetime - self.grace
         self.cutoffs = {s: b for s, b in self.cutoffs.items() if b > horizon}
+
+    def key_revoked(self, kid: str) -> bool:
+        return kid in self.revoked_keys
 
     def check(self, claims: Mapping[str, Any]) -> None:
         jti = claims.get("jti")
@@ -109,8 +129,8 @@ class RevocationFeedError(Exception):
     """The feed answered something that is not a feed page (internal, never raised out)."""
 
 
-class RevocationFeed(Background):
-    """Polls the issuer's revocation feed into a :class:`RevocationList`."""
+class FeedState:
+    """The feed client without I/O: the next request, the cursor, the pages applied."""
 
     def __init__(
         self,
@@ -118,106 +138,45 @@ class RevocationFeed(Background):
         client_id: str,
         client_secret: str,
         *,
-        interval: float = 30.0,
         max_token_lifetime: float = 24 * 3600.0,
-        session: aiohttp.ClientSession | None = None,
-        clock: UnixClock = system_clock,
-        sleep: Sleep = asyncio.sleep,
-        timeout: float = 5.0,
         max_pages: int = 100,
         max_bytes: int = 4 * 1024 * 1024,
+        framework: str = "python",
     ) -> None:
-        if interval <= 0 or timeout <= 0 or max_pages < 1:
-            raise ValueError("interval and timeout must be positive, max_pages at least 1")
-        self.feed_uri = feed_uri
+        if max_pages < 1:
+            raise ValueError("max_pages must be at least 1")
+        self.feed_uri = check_url(feed_uri, "the revocation feed URL")
         self.client_id = client_id
         # RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
         pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
-        self._authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-        self.interval = interval
+        self.authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
         self.revocations = RevocationList(max_token_lifetime=max_token_lifetime)
-        self._session = session
-        self._owns_session = session is None
-        self._clock = clock
-        self._sleep = sleep
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._max_pages = max_pages
-        self._max_bytes = max_bytes
+        self.max_pages = max_pages
+        self.max_bytes = max_bytes
+        self.framework = framework
         self.cursor: str | None = None
-        self._failing = False
-        self._poller: asyncio.Task[None] | None = None
+        self.failing = False
         self.last_success: float | None = None
 
     def __repr__(self) -> str:
-        return f"RevocationFeed({self.feed_uri!r}, client_id={self.client_id!r})"
+        return f"FeedState({self.feed_uri!r}, client_id={self.client_id!r})"
 
-    async def start(self) -> None:
-        """Poll once (failures are logged) and keep polling every ``interval`` seconds.
+    def request(self) -> tuple[str, dict[str, str]]:
+        """The URL of the next page and the request headers."""
+        url = self.feed_uri
+        if self.cursor is not None:
+            url += ("&" if "?" in url else "?") + urlencode({"after": self.cursor})
+        headers = {
+            "Authorization": self.authorization,
+            "Accept": "application/json",
+            "User-Agent": user_agent(self.framework),
+        }
+        return url, headers
 
-        Calling it again while started does nothing.
-        """
-        if self._poller is not None:
-            return
-        await self.poll()
-        if self._poller is None:
-            self._poller = asyncio.create_task(self._poll_loop(), name="revocation-feed")
-
-    async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-            self._session = None
-
-    def check(self, claims: Mapping[str, Any]) -> None:
-        self.revocations.check(claims)
-
-    async def _poll_loop(self) -> None:
-        while True:
-            await self._sleep(self.interval)
-            await self.poll()
-
-    async def poll(self) -> None:
-        """Read every new page; on failure keep the last known list and log one warning."""
-        try:
-            for _ in range(self._max_pages):
-                if not await self._read_page():
-                    break
-            self.revocations.prune(self._clock())
-            self.last_success = self._clock()
-            if self._failing:
-                log.info("revocation feed %s answers again", self.feed_uri)
-            self._failing = False
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # network, status, garbage: keep what we have
-            self.revocations.prune(self._clock())
-            if not self._failing:
-                self._failing = True
-                log.warning(
-                    "revocation feed %s could not be read (%s): keeping the last known "
-                    "list of %d entries",
-                    self.feed_uri,
-                    str(exc) or type(exc).__name__,
-                    len(self.revocations),
-                )
-
-    async def _read_page(self) -> bool:
-        """One page; True when it had items (there may be more)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-            self._owns_session = True
-        params = {} if self.cursor is None else {"after": self.cursor}
-        headers = {"Authorization": self._authorization, "Accept": "application/json"}
-        async with self._session.get(
-            self.feed_uri, params=params, headers=headers, timeout=self._timeout
-        ) as resp:
-            if resp.status != 200:
-                raise RevocationFeedError(f"HTTP {resp.status}")
-            body = await read_limited(resp, self._max_bytes)
+    def receive(self, status: int, body: bytes) -> bool:
+        """Apply one page; True when it had items (there may be more)."""
+        if status != 200:
+            raise RevocationFeedError(f"HTTP {status}")
         try:
             page = json.loads(body)
         except ValueError:
@@ -232,3 +191,32 @@ class RevocationFeed(Background):
         moved = cursor != self.cursor
         self.cursor = cursor
         return bool(items) and moved
+
+    def succeeded(self, now: float) -> None:
+        self.revocations.prune(now)
+        self.last_success = now
+        if self.failing:
+            log.info("revocation feed %s answers again", self.feed_uri)
+        self.failing = False
+
+    def failed(self, now: float, exc: BaseException) -> None:
+        """Keep the last known list and log one warning per outage."""
+        self.revocations.prune(now)
+        if not self.failing:
+            self.failing = True
+            log.warning(
+                "revocation feed %s could not be read (%s): keeping the last known "
+                "list of %d entries",
+                self.feed_uri,
+                str(exc) or type(exc).__name__,
+                len(self.revocations),
+            )
+
+
+def __getattr__(name: str) -> Any:
+    # The async feed needs aiohttp (the ``aiohttp`` extra); the pure parts above do not.
+    if name == "RevocationFeed":
+        from issuer.verifier.feed import RevocationFeed
+
+        return RevocationFeed
+    raise AttributeError(name)

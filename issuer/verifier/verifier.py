@@ -1,22 +1,165 @@
-"""The async front door: ``await Verifier(...).verify(token)`` -> claims or one TokenError."""
+"""The front doors: ``await Verifier(...).verify(token)`` and ``SyncVerifier(...).verify(token)``.
+
+Both share one policy, one header cache and one verified-token cache; they
+differ only in how they wait for a JWKS fetch (a task on the event loop, or a
+thread that blocks while another one fetches).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import math
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from issuer.verifier.clock import UnixClock, system_clock
-from issuer.verifier.core import DEFAULT_MAX_LIFETIME, HeaderCache, Policy, complete, prepare
-from issuer.verifier.jwks import JWKSClient
-from issuer.verifier.revocation import RevocationChecker
+from issuer.verifier.core import (
+    DEFAULT_MAX_LIFETIME,
+    HeaderCache,
+    Policy,
+    PreparedToken,
+    complete,
+    prepare,
+)
+from issuer.verifier.errors import RevokedTokenError
+from issuer.verifier.keys import VerificationKey
+from issuer.verifier.revocation import KeyRevocationChecker, RevocationChecker
+
+if TYPE_CHECKING:
+    from issuer.verifier.jwks import JWKSClient
+    from issuer.verifier.sync import SyncJWKSClient
+
+DEFAULT_CACHE_SIZE = 2048
 
 
-class Verifier:
-    """Verifies this issuer's RFC 9068 access tokens offline against a cached JWKS.
+class KeyLookup(Protocol):
+    def cached_key(self, kid: str, now: float) -> VerificationKey | None: ...
+
+
+class _Verified:
+    """A token that verified: its claims, its key, and the time window its claims allow."""
+
+    __slots__ = ("claims", "key", "kid", "valid_from", "valid_until")
+
+    def __init__(
+        self, claims: dict[str, Any], kid: str, key: VerificationKey, policy: Policy
+    ) -> None:
+        self.claims = claims
+        self.kid = kid
+        self.key = key
+        # The only claim checks that depend on ``now`` (see core.check_claims), solved for
+        # ``now``; check_claims has already refused anything that is not a finite number.
+        leeway = policy.leeway
+        exp = claims["exp"]
+        self.valid_until = exp + leeway
+        start = -math.inf
+        nbf = claims.get("nbf")
+        if nbf is not None:
+            start = nbf - leeway
+        iat = claims.get("iat")
+        if iat is not None and iat - leeway > start:
+            start = iat - leeway
+        if policy.max_lifetime is not None and exp - policy.max_lifetime - leeway > start:
+            start = exp - policy.max_lifetime - leeway
+        self.valid_from = start
+
+
+class _Base:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: Iterable[str],
+        leeway: float,
+        max_lifetime: float | None,
+        revocations: RevocationChecker | None,
+        clock: UnixClock,
+        cache_size: int,
+    ) -> None:
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0 (0 turns the verified-token cache off)")
+        self.policy = Policy(
+            issuer=issuer,
+            audience=audience,
+            algorithms=frozenset(algorithms),
+            leeway=leeway,
+            max_lifetime=max_lifetime,
+        )
+        self.revocations = revocations
+        self._key_revoked: Callable[[str], bool] | None = (
+            revocations.key_revoked if isinstance(revocations, KeyRevocationChecker) else None
+        )
+        self._clock = clock
+        self._headers = HeaderCache(self.policy)
+        self.cache_size = cache_size
+        # Keyed on the whole token text: two spellings of one token are two entries, and no
+        # prefix or partial hash can make a forged token hit a verified one.
+        self._verified: dict[str | bytes, _Verified] = {}
+        self._lock = threading.Lock()
+
+    def _cached(self, token: str | bytes, now: float, jwks: KeyLookup) -> dict[str, Any] | None:
+        """The claims of a token verified before, if every check that can change still holds."""
+        try:
+            hit = self._verified.get(token)
+        except TypeError:  # not a string at all: prepare() says why
+            return None
+        if hit is None:
+            return None
+        if (
+            hit.valid_from <= now < hit.valid_until
+            # The key must still be the one in the fresh key set: a key that left the set
+            # (or a set that went stale) sends the token back through the full path.
+            and jwks.cached_key(hit.kid, now) is hit.key
+            and (self._key_revoked is None or not self._key_revoked(hit.kid))
+        ):
+            if self.revocations is not None:
+                self.revocations.check(hit.claims)
+            return dict(hit.claims)
+        with self._lock:
+            self._verified.pop(token, None)
+        return None
+
+    def _prepare(self, token: str | bytes) -> PreparedToken:
+        prepared = prepare(token, self.policy, self._headers)
+        if self._key_revoked is not None and self._key_revoked(prepared.kid):
+            raise RevokedTokenError("the key that signed this token was revoked")
+        return prepared
+
+    def _complete(
+        self, token: str | bytes, prepared: PreparedToken, key: VerificationKey, now: float
+    ) -> dict[str, Any]:
+        claims = complete(prepared, key, self.policy, now)
+        if self.revocations is not None:
+            self.revocations.check(claims)
+        if self.cache_size:
+            entry = _Verified(claims, prepared.kid, key, self.policy)
+            with self._lock:
+                verified = self._verified
+                if len(verified) >= self.cache_size:
+                    del verified[next(iter(verified))]  # the oldest entry
+                verified[token] = entry
+            return dict(claims)
+        return claims
+
+    def forget(self) -> None:
+        """Empty the verified-token cache."""
+        with self._lock:
+            self._verified.clear()
+
+    @property
+    def cached_tokens(self) -> int:
+        return len(self._verified)
+
+
+class Verifier(_Base):
+    """Verifies this issuer's RFC 9068 access tokens offline against a cached JWKS (async).
 
     The hot path (fresh JWKS, known kid) never awaits I/O: a remembered header,
     one signature check, one payload parse, the claim checks, a dict lookup in
-    the revocation list.
+    the revocation list. A token seen before costs one dict lookup plus the
+    checks that can change: its time window, its key still in the set and not
+    revoked, and the revocation list. ``cache_size`` bounds that cache (0: off).
     """
 
     def __init__(
@@ -30,28 +173,80 @@ class Verifier:
         max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
         revocations: RevocationChecker | None = None,
         clock: UnixClock = system_clock,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
-        self.policy = Policy(
+        super().__init__(
             issuer=issuer,
             audience=audience,
-            algorithms=frozenset(algorithms),
+            algorithms=algorithms,
             leeway=leeway,
             max_lifetime=max_lifetime,
+            revocations=revocations,
+            clock=clock,
+            cache_size=cache_size,
         )
         self.jwks = jwks
-        self.revocations = revocations
-        self._clock = clock
-        self._headers = HeaderCache(self.policy)
 
     async def verify(self, token: str | bytes) -> dict[str, Any]:
         """The token's claims, or exactly one :class:`~issuer.verifier.TokenError` subclass."""
         now = self._clock()
-        prepared = prepare(token, self.policy, self._headers)
-        key = self.jwks.cached_key(prepared.kid, now)
+        jwks = self.jwks
+        claims = self._cached(token, now, jwks)
+        if claims is not None:
+            return claims
+        prepared = self._prepare(token)
+        key = jwks.cached_key(prepared.kid, now)
         if key is None:
-            key = await self.jwks.get_key(prepared.kid)
+            key = await jwks.get_key(prepared.kid)
             now = self._clock()
-        claims = complete(prepared, key, self.policy, now)
-        if self.revocations is not None:
-            self.revocations.check(claims)
-        return claims
+        return self._complete(token, prepared, key, now)
+
+
+class SyncVerifier(_Base):
+    """:class:`Verifier` for threads (Flask, Django, any WSGI server); safe to share.
+
+    A thread that needs a JWKS fetch blocks while one thread fetches for all of
+    them; every other thread keeps verifying from the cache meanwhile.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        jwks: SyncJWKSClient,
+        algorithms: Iterable[str] = ("RS256",),
+        leeway: float = 60.0,
+        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
+        revocations: RevocationChecker | None = None,
+        clock: UnixClock = system_clock,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        super().__init__(
+            issuer=issuer,
+            audience=audience,
+            algorithms=algorithms,
+            leeway=leeway,
+            max_lifetime=max_lifetime,
+            revocations=revocations,
+            clock=clock,
+            cache_size=cache_size,
+        )
+        self.jwks = jwks
+
+    def verify(self, token: str | bytes) -> dict[str, Any]:
+        """The token's claims, or exactly one :class:`~issuer.verifier.TokenError` subclass."""
+        now = self._clock()
+        jwks = self.jwks
+        claims = self._cached(token, now, jwks)
+        if claims is not None:
+            return claims
+        prepared = self._prepare(token)
+        key = jwks.cached_key(prepared.kid, now)
+        if key is None:
+            key = jwks.get_key(prepared.kid)
+            now = self._clock()
+        return self._complete(token, prepared, key, now)
+
+
+__all__ = ["DEFAULT_CACHE_SIZE", "SyncVerifier", "Verifier"]

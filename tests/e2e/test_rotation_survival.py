@@ -174,7 +174,7 @@ async def test_no_valid_token_is_refused_through_every_kind_of_rotation(
 
         # An emergency rotation: the new key signs at once, unannounced; this library
         # refetches on the unknown kid and refuses nothing.
-        rotated = await ctx.keyring.rotate(immediate=True, actor="test")
+        rotated = await ctx.keys.rotate(immediate=True, actor="test")
         for _ in range(20):
             assert await round_trip() == rotated.kid
             await asyncio.sleep(0.05)
@@ -183,7 +183,7 @@ async def test_no_valid_token_is_refused_through_every_kind_of_rotation(
         # A compromised key: revoked, so tokens it signed must stop verifying.
         before = await issue()
         compromised = jwt.get_unverified_header(before)["kid"]
-        await ctx.keyring.revoke(compromised, actor="test")
+        await ctx.keys.revoke(compromised, actor="test")
         revoked_at = time.monotonic()
         refused_after = naive_accepted = None
         while time.monotonic() - revoked_at < ours.cooldown + 2:
@@ -214,6 +214,22 @@ async def test_no_valid_token_is_refused_through_every_kind_of_rotation(
         if naive_accepted is None
         else f"{naive_accepted:.2f} s"
     )
+    # The control: a verifier that ignores Cache-Control and unknown kids refuses
+    # valid tokens at the scheduled rotations (the keys really change under the
+    # verifiers) and every token of the unannounced emergency key, and never knew the
+    # revoked (emergency) key at all. Were it to refuse nothing, this test could not
+    # tell a good verifier from a bad one.
+    naive_scheduled = scheduled.refused.get("naive", [])
+    naive_later = tally.refused.get("naive", [])[len(naive_scheduled) :]
+    assert naive_scheduled, "the naive verifier missed no rotation: nothing was tested"
+    assert all("unknown kid" in why for why in naive_scheduled), naive_scheduled
+    assert naive_after >= 20, f"the naive verifier accepted emergency-key tokens: {naive_later}"
+    # The 20 emergency-key tokens, then those of the key that signs after the revocation.
+    assert naive_later[:20] == [f"{rotated.kid[:8]}: unknown kid {rotated.kid}"] * 20
+    assert all("unknown kid" in why for why in naive_later), naive_later
+    assert naive_accepted is None
+    # PyJWKClient refetches on an unknown kid, so it survives the emergency rotation too.
+    assert pyjwt_after == 0, tally.refused.get("pyjwt")
     with capsys.disabled():
         print(
             "\nrotation survival, 3 scheduled rotations: "

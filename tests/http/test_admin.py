@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -139,6 +140,24 @@ async def test_revoke_twice_is_idempotent(
         assert (await resp.json())["key"]["state"] == "revoked"
     audit = await ctx.store.list_audit()
     assert [e.action for e in audit].count("key.revoke") == 1
+
+
+async def test_the_successor_made_because_an_admin_revoked_is_that_admins(
+    admin: TestClient[Any, Any], admin_token: str
+) -> None:
+    keys = (await (await admin.get("/admin/keys", headers=bearer(admin_token))).json())["keys"]
+    pending = next(k["kid"] for k in keys if k["state"] == "pending")
+    audit = await admin.get("/admin/audit", headers=bearer(admin_token))
+    after = (await audit.json())["next"]
+    assert isinstance(after, str), "a cursor is an opaque string, as on every paged list"
+    resp = await admin.post(f"/admin/keys/{pending}/revoke", headers=bearer(admin_token))
+    assert resp.status == 200
+    audit = await admin.get(f"/admin/audit?after={after}", headers=bearer(admin_token))
+    rows = [(e["action"], e["actor"]) for e in (await audit.json())["items"]]
+    # Revoking the only successor makes the schedule plan a new one.
+    assert sorted(a for a, _ in rows) == ["key.create", "key.revoke"]
+    sub = jwt.decode(admin_token, options={"verify_signature": False})["sub"]
+    assert {actor for _, actor in rows} == {f"token:{sub}"}, rows
 
 
 async def test_create_and_list_clients(admin: TestClient[Any, Any], admin_token: str) -> None:

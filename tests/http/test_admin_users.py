@@ -90,6 +90,27 @@ async def test_bad_user_input_is_invalid_request(
         assert (await resp.json())["error"] == "invalid_request"
 
 
+async def test_a_role_with_a_trailing_newline_is_refused_not_trimmed(
+    admin: TestClient[Any, Any], admin_token: str
+) -> None:
+    # Stored space-joined and split back, "issuer:admin\n" would become "issuer:admin".
+    body = {"username": "eve", "password": "a long passphrase", "roles": ["issuer:admin\n"]}
+    resp = await admin.post("/admin/users", json=body, headers=bearer(admin_token))
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "invalid_request"
+    body["roles"] = ["reader"]
+    resp = await admin.post("/admin/users", json=body, headers=bearer(admin_token))
+    assert resp.status == 201
+    user = await resp.json()
+    patch = {"roles": ["issuer:admin\n"]}
+    path = f"/admin/users/{user['id']}"
+    resp = await admin.patch(path, json=patch, headers=bearer(admin_token))
+    assert resp.status == 400
+    assert (await (await admin.get(path, headers=bearer(admin_token))).json())["roles"] == [
+        "reader"
+    ]
+
+
 async def test_unknown_user_is_404(admin: TestClient[Any, Any], admin_token: str) -> None:
     for method, path in (
         ("GET", "/admin/users/nope"),

@@ -52,7 +52,7 @@ async def test_if_none_match_gets_304_and_changes_after_rotation(
     assert await again.read() == b""
     weak = await client.get("/.well-known/jwks.json", headers={"If-None-Match": f"W/{etag}"})
     assert weak.status == 304
-    await ctx.keyring.rotate(immediate=False, actor="test")
+    await ctx.keys.rotate(immediate=False, actor="test")
     changed = await client.get("/.well-known/jwks.json", headers={"If-None-Match": etag})
     assert changed.status == 200
     assert changed.headers["ETag"] != etag

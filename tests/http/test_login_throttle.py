@@ -65,7 +65,7 @@ async def test_a_username_is_throttled_until_the_window_passes(
     assert resp.status == 429
     assert resp.headers["Retry-After"] == "500"
     assert resp.headers["Cache-Control"] == "no-store"
-    assert (await resp.json())["error"] == "slow_down"
+    assert (await resp.json())["error"] == "too_many_attempts"
     audit = await ctx.store.list_audit(limit=500)
     throttled = [e for e in audit if e.action == "login.throttled"]
     assert len(throttled) == 1

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from issuer import __version__
+from issuer.app import create_app
+from issuer.appkeys import admin_app_key
 from issuer.clock import SettableClock
+from issuer.config import Settings
 from issuer.context import Context
-from issuer.kek import KeyEncryptionKeys
-from tests.conftest import Login, MakeClient, MakeUser, Refresh, basic_auth
+from tests.conftest import ClientFactory, Login, MakeClient, MakeUser, Refresh, basic_auth
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -29,7 +32,16 @@ async def scrape(admin: TestClient[Any, Any]) -> tuple[str, Samples]:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """The sample's value; a missing series fails (it is not 0)."""
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"no series {name}{labels or ''} in /metrics"
+    return samples[key]
+
+
+def increase(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    """How much a counter rose; a labelled counter appears at its first increment."""
+    start = before.get((name, frozenset(labels.items())), 0.0)
+    return value(after, name, **labels) - start
 
 
 async def test_metrics_needs_no_token_and_is_not_on_the_public_listener(
@@ -73,7 +85,7 @@ async def test_token_jwks_and_request_counters(
     text, after = await scrape(admin)
 
     def delta(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+        return increase(before, after, name, **labels)
 
     # admin_token's own issuance happened before the first scrape.
     assert delta("issuer_tokens_issued_total", grant="client_credentials") == 1
@@ -153,18 +165,22 @@ async def test_login_failures_and_refresh_reuse_are_counted(
     assert (await refresh(app, tokens["refresh_token"])).status == 400  # reuse
     _, after = await scrape(admin)
     for name in ("issuer_login_failures_total", "issuer_refresh_reuse_detected_total"):
-        assert value(after, name) - value(before, name) == 1, name
+        assert increase(before, after, name) == 1, name
 
 
 async def test_signing_key_available_drops_when_the_key_will_not_open(
-    admin: TestClient[Any, Any], ctx: Context
+    admin: TestClient[Any, Any],
+    settings: Settings,
+    clock: SettableClock,
+    aiohttp_client: ClientFactory,
 ) -> None:
     _, samples = await scrape(admin)
     assert value(samples, "issuer_signing_key_available") == 1
-    # The KEK that wrapped the keys is gone (a wrong ISSUER_KEK after a redeploy).
-    ctx.keyring.kek = KeyEncryptionKeys((b"\x09" * 32,))
-    ctx.keyring._snapshot = None
-    await ctx.keyring.load()
-    _, samples = await scrape(admin)
+    # The KEK that wrapped the keys is gone: a worker on the same database restarted
+    # with a wrong ISSUER_KEK after a redeploy.
+    restarted = create_app(replace(settings, kek=(b"\x09" * 32,)), clock=clock)
+    await aiohttp_client(restarted)
+    other = await aiohttp_client(restarted[admin_app_key])
+    _, samples = await scrape(other)
     assert value(samples, "issuer_signing_key_available") == 0
     assert value(samples, "issuer_keys", state="active") == 1, "why the old alert missed it"

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from issuer.app import create_app
+from issuer.appkeys import admin_app_key
+from issuer.clock import SettableClock
+from issuer.config import Settings
 from issuer.context import Context
-from issuer.errors import TemporarilyUnavailableError
-from issuer.http import ops
+from issuer.services import health
+from tests.conftest import ClientFactory
 
 Listeners = tuple[TestClient[Any, Any], TestClient[Any, Any]]
 
@@ -53,7 +58,7 @@ async def test_a_database_that_hangs_fails_readiness_within_the_timeout(
     async def hang() -> None:
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(ops, "READY_TIMEOUT", 0.05)
+    monkeypatch.setattr(health, "READY_TIMEOUT", 0.05)
     monkeypatch.setattr(ctx.store, "ping", hang)
     resp = await listeners[0].get("/readyz")
     assert resp.status == 503
@@ -61,13 +66,19 @@ async def test_a_database_that_hangs_fails_readiness_within_the_timeout(
 
 
 async def test_no_signing_key_is_not_ready(
-    listeners: Listeners, ctx: Context, monkeypatch: pytest.MonkeyPatch
+    listeners: Listeners,
+    settings: Settings,
+    clock: SettableClock,
+    aiohttp_client: ClientFactory,
 ) -> None:
-    def no_signer(now: Any) -> Any:
-        raise TemporarilyUnavailableError("no signing key is available")
-
-    monkeypatch.setattr(ctx.keyring, "signer", no_signer)
-    for listener in listeners:
+    # A worker restarted with the wrong ISSUER_KEK: the keys are there, none opens.
+    restarted = create_app(replace(settings, kek=(b"\x09" * 32,)), clock=clock)
+    for listener in (
+        await aiohttp_client(restarted),
+        await aiohttp_client(restarted[admin_app_key]),
+    ):
         resp = await listener.get("/readyz")
         assert resp.status == 503
         assert (await resp.json())["failed"] == ["signing_key"]
+    for listener in listeners:
+        assert (await listener.get("/readyz")).status == 200

@@ -67,6 +67,8 @@ async def test_revoked_tokens_and_users_appear_and_later_leave(
     # Nothing new after the last cursor; from the beginning, both live entries.
     assert (await feed(client, reader, later["next"]))["items"] == []
     assert len((await feed(client, reader))["items"]) == 2
+    # An empty after is no after: a first poll of `?after=$NEXT` with NEXT still empty.
+    assert await feed(client, reader, "") == await feed(client, reader)
 
     # The deny entry leaves once its token is past exp (+ leeway); the user cut-off
     # once every token it covers has expired (revoked_before + TTL + leeway).
@@ -80,7 +82,7 @@ async def test_a_malformed_cursor_is_invalid_request(
     client: TestClient[Any, Any], make_client: MakeClient
 ) -> None:
     reader = await make_client()
-    for after in ("abc", "-1", "1.5", "", "99999999999999999999", "\uff11"):
+    for after in ("abc", "-1", "1.5", " ", "99999999999999999999", "\uff11"):
         resp = await client.get("/revocations", params={"after": after}, headers=reader.basic())
         assert resp.status == 400, after
         assert (await resp.json())["error"] == "invalid_request"
@@ -106,7 +108,7 @@ async def test_pages_follow_the_cursor_without_gaps(
     reader = await make_client()
     store = user_store(ctx.store)
     exp = ctx.clock.now().replace(microsecond=0)
-    async with store.sessions() as tx:
+    async with store.transaction() as tx:
         for i in range(7):
             await tx.add_revocation("jti", f"jti-{i}", exp, exp.replace(year=exp.year + 1))
     seen: list[str] = []
@@ -118,3 +120,30 @@ async def test_pages_follow_the_cursor_without_gaps(
         if not page["items"]:
             break
     assert seen == [f"jti-{i}" for i in range(7)]
+
+
+async def test_a_revoked_key_appears_on_the_feed_for_a_week(
+    client: TestClient[Any, Any],
+    admin: TestClient[Any, Any],
+    ctx: Context,
+    admin_token: str,
+    make_client: MakeClient,
+    clock: SettableClock,
+) -> None:
+    reader = await make_client()
+    start = await feed(client, reader)
+    signer = next(v for v in ctx.keyring.views() if v.state == "active")
+    resp = await admin.post(
+        f"/admin/keys/{signer.kid}/revoke", headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    assert resp.status == 200
+    revoked_at = int(clock.now().timestamp())
+    page = await feed(client, reader, start["next"])
+    assert page["items"] == [{"kid": signer.kid, "revoked_at": revoked_at}]
+    # A second revoke of the same key adds nothing.
+    await ctx.keys.revoke(signer.kid, actor="test")
+    assert (await feed(client, reader, page["next"]))["items"] == []
+    clock.advance(7 * 24 * 3600 - 1)
+    assert (await feed(client, reader))["items"] == [{"kid": signer.kid, "revoked_at": revoked_at}]
+    clock.advance(1)
+    assert (await feed(client, reader))["items"] == []

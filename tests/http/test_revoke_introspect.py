@@ -148,20 +148,29 @@ async def test_revoking_a_refresh_token_revokes_its_family(
     assert (await introspect(client, confidential, tokens["access_token"])) == {"active": False}
 
 
-async def test_unknown_and_repeated_revocations_answer_200(
+async def test_unknown_and_repeated_revocations_answer_200_and_known_ones_take_effect(
     client: TestClient[Any, Any],
     make_client: MakeClient,
     make_user: MakeUser,
     login: Login,
+    refresh: Refresh,
 ) -> None:
     app = await make_client(first_party=True)
-    tokens = await login(app, await make_user())
+    user = await make_user()
     # A wrong or unknown hint only changes the order of the look-ups (RFC 7009 §2.1).
     for hint in (None, "access_token", "refresh_token", "bogus"):
-        for token in ("no-such-token", "a.b.c", tokens["refresh_token"], tokens["access_token"]):
+        tokens = await login(app, user)
+        access, refresh_token = tokens["access_token"], tokens["refresh_token"]
+        for token in ("no-such-token", "a.b.c", refresh_token, access, refresh_token, access):
             data = {"token": token} | ({} if hint is None else {"token_type_hint": hint})
             resp = await client.post("/revoke", data=data, headers=app.basic())
             assert resp.status == 200, await resp.text()
+            assert await resp.read() == b""
+        assert (await introspect(client, app, access)) == {"active": False}, hint
+        assert (await introspect(client, app, refresh_token)) == {"active": False}, hint
+        resp = await refresh(app, refresh_token)
+        assert resp.status == 400, hint
+        assert (await resp.json())["error"] == "invalid_grant"
 
 
 async def test_a_client_cannot_revoke_another_clients_tokens(

@@ -79,4 +79,6 @@ def test_sqlite_statement_splitting_keeps_semicolons_in_strings() -> None:
 
 
 def _dialect(store: object) -> str:
-    return "sqlite" if getattr(store, "dialect", "") == "sqlite" else "postgres"
+    dialect = getattr(store, "dialect", "")
+    assert isinstance(dialect, str)
+    return dialect

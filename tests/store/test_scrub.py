@@ -31,7 +31,7 @@ async def test_a_revoked_key_leaves_no_copy_in_the_database_files(
         blob = pending.record.private_wrapped
         assert blob is not None
         assert files_containing(tmp_path, blob[20:60]), "the control: it is on disk at first"
-        await ctx.keyring.revoke(pending.kid, actor="test")
+        await ctx.keys.revoke(pending.kid, actor="test")
         assert files_containing(tmp_path, blob[20:60]) == []
     finally:
         await stop(ctx)

@@ -47,7 +47,7 @@ def mint(key: GeneratedKey, *, now: int = NOW, ttl: int = 600, **claims: Any) ->
         ttl=ttl,
         roles=("user",),
     )
-    body = access_token_claims(request)
+    body: dict[str, Any] = {**access_token_claims(request)}
     body.update(claims)
     return Signer(key.kid, key.alg, key.private_pem).sign(body)
 

@@ -71,7 +71,7 @@ async def test_an_unchanged_body_is_not_parsed_again(
     jwks_client: JWKSClient, jwks_endpoint: JWKSEndpoint, rsa_key: GeneratedKey
 ) -> None:
     before = jwks_client.keys[rsa_key.kid]
-    jwks_client._etag = None  # as if the server sent no ETag: a full 200 comes back
+    jwks_client.cache.etag = None  # as if the server sent no ETag: a full 200 comes back
     await jwks_client.refresh()
     assert jwks_endpoint.not_modified == 0
     assert jwks_client.keys[rsa_key.kid] is before

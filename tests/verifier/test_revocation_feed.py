@@ -96,7 +96,7 @@ async def test_an_unreadable_feed_keeps_the_last_list_and_warns_once(
     elif failure == "wrong-shape":
         feed_endpoint.body = b'{"items": {}, "next": 1}'
     else:
-        feed._authorization = "Basic " + base64.b64encode(b"resource%3Aapi:wrong").decode()
+        feed.state.authorization = "Basic " + base64.b64encode(b"resource%3Aapi:wrong").decode()
     caplog.set_level(logging.INFO, logger="issuer.verifier.revocation")
     for _ in range(3):
         await feed.poll()
