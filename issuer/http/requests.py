@@ -37,17 +37,16 @@ def require_storable(text: str, what: str) -> str:
 
 @web.middleware
 async def storable_text(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse, for every route, path segments and query parameters no store can hold.
+    """Refuse, for every route, path segments no store can hold.
 
     ``%00`` decodes to a NUL that PostgreSQL refuses (a 500 from the driver), and a
     lone surrogate cannot be encoded as UTF-8: such a value names nothing, so it is
-    a 400 before any handler looks it up. Bodies are checked by their parsers.
+    a 400 before any handler looks it up. Query parameters are checked by
+    :func:`only_query`, which every handler that reads one calls; bodies by their
+    parsers.
     """
     for name, value in request.match_info.items():
         require_storable(value, f"path segment {name}")
-    for name, value in request.query.items():
-        require_storable(name, "a query parameter name")
-        require_storable(value, f"query parameter {name[:40]!r}")
     return await handler(request)
 
 
@@ -105,6 +104,11 @@ def field(body: dict[str, Any], name: str, kind: type, default: Any = None) -> A
 
 
 def only_query(request: web.Request, allowed: set[str]) -> None:
+    """Only these query parameters, each holding text a store can hold."""
     unknown = set(request.query) - allowed
     if unknown:
-        raise InvalidRequestError(f"unknown parameter {sorted(unknown)[0][:40]!r}")
+        name = sorted(unknown)[0]
+        require_storable(name, "a query parameter name")
+        raise InvalidRequestError(f"unknown parameter {name[:40]!r}")
+    for name, value in request.query.items():
+        require_storable(value, f"query parameter {name}")
