@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from issuer.cpus import available_cpus
 from issuer.errors import ConfigError
 
 T = TypeVar("T")
@@ -145,7 +146,7 @@ def _choice(options: tuple[T, ...], convert: Callable[[str], T]) -> Callable[[st
 
 
 def _default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,8 +179,11 @@ class Settings:
     refresh_token_ttl: int = 30 * 86400
     refresh_idle_ttl: int = 7 * 86400
     refresh_reuse_grace: int = 0
+    # Failures per (username, address), per username from all addresses, per address;
+    # the trade-offs are in SECURITY.md ("Login throttling").
     login_max_failures: int = 5
-    login_max_failures_per_address: int = 50
+    login_max_failures_per_username: int = 100
+    login_max_failures_per_address: int = 500
     login_window: int = 900
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # Slow and idle connections (per worker). A client gets this long from connecting
@@ -253,11 +257,8 @@ class Settings:
             "must be from 0 to 60 seconds",
         )
         need(self.login_max_failures >= 1, "login_max_failures", "must be at least 1")
-        need(
-            self.login_max_failures_per_address >= 1,
-            "login_max_failures_per_address",
-            "must be at least 1",
-        )
+        for name in ("login_max_failures_per_username", "login_max_failures_per_address"):
+            need(getattr(self, name) >= 1, name, "must be at least 1")
         need(self.login_window >= 1, "login_window", "must be at least 1 second")
         for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
             need(getattr(self, name) > 0, name, "must be more than 0 seconds")
@@ -350,6 +351,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "refresh_idle_ttl": parse_duration,
     "refresh_reuse_grace": parse_duration,
     "login_max_failures": parse_int,
+    "login_max_failures_per_username": parse_int,
     "login_max_failures_per_address": parse_int,
     "login_window": parse_duration,
     "trusted_proxies": parse_networks,

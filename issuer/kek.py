@@ -16,6 +16,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from issuer.config import Settings, parse_kek_list
 from issuer.errors import ConfigError
 from issuer.jose.keys import KeyUnwrapError, kek_id, unwrap_private_key, wrap_private_key
@@ -41,6 +44,14 @@ class KeyEncryptionKeys:
     @property
     def current_id(self) -> str:
         return kek_id(self.keys[0])
+
+    def derive(self, purpose: bytes) -> bytes:
+        """A 256-bit key for one ``purpose`` from the wrapping KEK (HKDF-SHA256, RFC 5869).
+
+        Not a key that wraps anything: knowing it tells nothing about the KEK.
+        """
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"issuer " + purpose)
+        return hkdf.derive(self.keys[0])
 
     def wrap(self, private_pem: bytes, kid: str) -> tuple[bytes, str]:
         return wrap_private_key(private_pem, self.keys[0], kid), self.current_id

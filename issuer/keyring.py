@@ -207,6 +207,10 @@ class Keyring:
         self._load_lock = asyncio.Lock()
         self._unwrap_failures: set[str] = set()
 
+    def derived_key(self, purpose: bytes) -> bytes:
+        """A key for one ``purpose`` derived from the wrapping KEK (never the KEK itself)."""
+        return self._kek.derive(purpose)
+
     @property
     def retention(self) -> timedelta:
         return timedelta(seconds=self._settings.key_retention)

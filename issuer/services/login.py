@@ -7,7 +7,8 @@ the job this issuer exists for; every other client gets ``unauthorized_client``.
 
 Unknown user, wrong password and disabled user answer the same ``invalid_grant``
 after the same work (an unknown user is checked against a dummy hash), so
-neither the body nor the time tells them apart.
+neither the body nor the time tells them apart; throttling (``throttle.py``)
+answers them alike too.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from issuer.errors import (
     UnauthorizedClientError,
 )
 from issuer.keyring import Keyring
+from issuer.services import throttle
 from issuer.services.grants import TokenResponse
 from issuer.services.passwords import check_length, hash_password, verify_password
 from issuer.services.scopes import grant_scope
 from issuer.services.sessions import start_session
-from issuer.services.throttle import attempt_succeeded, begin_attempt
 from issuer.services.users import MAX_USERNAME, username_key
 from issuer.store.base import AuditEvent, ClientRecord, Store
 
@@ -55,37 +56,48 @@ async def password_grant(
     if len(username) > 4 * MAX_USERNAME:
         raise InvalidRequestError("the username is too long")
     scope = grant_scope(requested_scope, client.scopes)
+    actor = f"client:{client.client_id}"
     key = username_key(username)
+    keys = throttle.login_keys(
+        keyring.derived_key(throttle.TAG_PURPOSE), key, address, clock.now(), settings.login_window
+    )
+    # Looked up before the throttle check so that a known and an unknown username cost
+    # the same work on every path.
+    user = await store.get_user_by_key(key)
+    # What the audit log keeps of the typed username: the account's own name when it
+    # matches one, else only its keyed tag (it may be a password typed in the wrong field).
+    who: dict[str, object] = (
+        {"username_tag": keys.tag} if user is None else {"username": user.username}
+    )
+    target = None if user is None else user.user_id
     try:
-        attempt = await begin_attempt(store, clock, settings, key, address)
+        await throttle.check(store, settings, keys)
     except TooManyRequestsError:
-        # Never the password; the username as typed, as for failures.
         await store.add_audit(
-            AuditEvent(
-                clock.now(),
-                f"client:{client.client_id}",
-                "login.throttled",
-                None,
-                {"username": username[:MAX_USERNAME], "address": address},
-            )
+            AuditEvent(clock.now(), actor, "login.throttled", target, {**who, "address": address})
         )
         log.info("login throttled", extra={"client_id": client.client_id, "address": address})
         raise
-    user = await store.get_user_by_key(key)
     ok, needs_rehash = await verify_password(None if user is None else user.password_hash, password)
-    actor = f"client:{client.client_id}"
     if user is None or not ok or user.disabled:
         reason = "unknown_user" if user is None else "disabled" if ok else "wrong_password"
         metrics.login_failed()
-        await store.add_audit(
-            AuditEvent(
-                clock.now(),
-                actor,
-                "login.failure",
-                None if user is None else user.user_id,
-                {"username": username[:MAX_USERNAME], "reason": reason, "address": address},
+        # The failure, its counters and its audit row commit together.
+        async with store.transaction() as tx:
+            over = await throttle.record_failure(tx, settings, keys)
+            await tx.add_audit(
+                AuditEvent(
+                    clock.now(),
+                    actor,
+                    "login.throttled" if over else "login.failure",
+                    target,
+                    {**who, "reason": reason, "address": address},
+                )
             )
-        )
+        if over:
+            # Failures that raced past the first check: refused like a right password
+            # would be, so a burst learns nothing beyond the limit.
+            raise TooManyRequestsError(keys.retry_after)
         raise InvalidGrantError(BAD_LOGIN)
     # The parameters were raised since this hash was made: upgrade it now that we hold
     # the password (argon2 check_needs_rehash). Hashed before the unit of work, which
@@ -93,21 +105,31 @@ async def password_grant(
     new_hash = await hash_password(password) if needs_rehash else None
     # The bookkeeping of a login commits together: counters, rehash, session, audit.
     async with store.transaction() as tx:
-        await attempt_succeeded(tx, attempt)
-        if new_hash is not None:
-            await tx.update_user(user.user_id, clock.now(), password_hash=new_hash)
-        tokens = await start_session(
-            tx, keyring, settings, clock, user=user, client=client, scope=scope
-        )
-        await tx.add_audit(
-            AuditEvent(
-                clock.now(),
-                actor,
-                "login.success",
-                user.user_id,
-                {"scope": " ".join(scope), "address": address},
+        admitted = await throttle.admit_success(tx, settings, keys)
+        if not admitted:
+            await tx.add_audit(
+                AuditEvent(
+                    clock.now(), actor, "login.throttled", target, {**who, "address": address}
+                )
             )
-        )
+        else:
+            if new_hash is not None:
+                await tx.update_user(user.user_id, clock.now(), password_hash=new_hash)
+            tokens = await start_session(
+                tx, keyring, settings, clock, user=user, client=client, scope=scope
+            )
+            await tx.add_audit(
+                AuditEvent(
+                    clock.now(),
+                    actor,
+                    "login.success",
+                    user.user_id,
+                    {"scope": " ".join(scope), "address": address},
+                )
+            )
+    if not admitted:
+        # Failures recorded while this password was checked put it past a limit.
+        raise TooManyRequestsError(keys.retry_after)
     if new_hash is not None:
         log.info("rehashed the password of user %s with current parameters", user.user_id)
     return tokens

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from issuer.cpus import available_cpus
 from issuer.errors import InvalidRequestError
 
 MAX_PASSWORD = 1024
@@ -32,8 +32,10 @@ def _hasher() -> PasswordHasher:
 
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
-    # Built on first use, not at import; shared by every event loop of the process.
-    return ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="argon2")
+    # Built on first use, not at import; shared by every event loop of the process. One
+    # thread per CPU this process may use (not the node's count: see issuer/cpus.py), so
+    # hashes in flight, at 64 MiB each, stay within what the pod was sized for.
+    return ThreadPoolExecutor(max_workers=available_cpus(), thread_name_prefix="argon2")
 
 
 @functools.cache

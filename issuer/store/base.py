@@ -13,8 +13,9 @@ Every transaction takes its locks in this order, and only in this order, so no
 two transactions ever wait on each other (PostgreSQL; SQLite has one write lock,
 taken at ``BEGIN IMMEDIATE``, which serializes every writer in every process):
 
-1. login-counter rows (``login_failures``; a login's own unit of work), then the
-   ``users`` or ``clients`` row a login or an admin change updates;
+1. login-counter rows (``login_failures``; a login's own unit of work), by kind
+   in the order ``username``, ``pair``, ``address`` (``services/throttle.py``),
+   then the ``users`` or ``clients`` row a login or an admin change updates;
 2. refresh-family rows, ``FOR UPDATE``, several at once always sorted by
    ``family_id`` (``lock_families``, ``revoke_user_families``); one family at
    a time through ``lock_refresh``, which then re-reads the token row so a
@@ -191,11 +192,13 @@ class StoreTx(Protocol):
         password_hash: str | None = None,
     ) -> UserRecord | None: ...
 
-    # Login counters
-    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int: ...
-    async def forget_login_attempt(
-        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
-    ) -> None: ...
+    # Failed-login counters per fixed window (services/throttle.py)
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int: ...
+    async def add_login_failure(self, kind: str, key: str, window_start: datetime) -> int:
+        """Add one failure to the window's counter (atomic upsert); the new count."""
+        ...
+
+    async def clear_login_failures(self, kind: str, key: str) -> None: ...
 
     # Sessions
     async def lock_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
@@ -266,14 +269,8 @@ class _UserStore(Protocol):
         """Live entries after ``after`` in order, and the highest sequence number seen."""
         ...
 
-    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
-        """Add one to the window's counter (atomic upsert) and return the new count."""
-        ...
-
-    async def forget_login_attempt(
-        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
-    ) -> None:
-        """Take one attempt back (``all_``: clear the key's counters)."""
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int:
+        """The failures counted under ``key`` in the window (0 when none)."""
         ...
 
     async def purge_expired(self, now: datetime, keep: timedelta) -> int:

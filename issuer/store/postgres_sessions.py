@@ -113,39 +113,18 @@ class PostgresSessionTx:
         )
         return None if row is None else rows.user(row, as_is)
 
-    # Login counters
-    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
-        await self.conn.execute(
-            "DELETE FROM login_failures WHERE kind = $1 AND key = $2 AND window_start < $3",
-            kind,
-            key,
-            window_start,
-        )
-        count = await self.conn.fetchval(
-            "INSERT INTO login_failures (kind, key, window_start, count)"
-            " VALUES ($1, $2, $3, 1) ON CONFLICT (kind, key, window_start)"
-            " DO UPDATE SET count = login_failures.count + 1 RETURNING count",
-            kind,
-            key,
-            window_start,
-        )
+    # Failed-login counters
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int:
+        count = await self.conn.fetchval(numbered(rows.LOGIN_FAILURES), kind, key, window_start)
+        return int(count or 0)
+
+    async def add_login_failure(self, kind: str, key: str, window_start: datetime) -> int:
+        await self.conn.execute(numbered(rows.DROP_OLD_LOGIN_FAILURES), kind, key, window_start)
+        count = await self.conn.fetchval(numbered(rows.ADD_LOGIN_FAILURE), kind, key, window_start)
         return int(count)
 
-    async def forget_login_attempt(
-        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
-    ) -> None:
-        if all_:
-            await self.conn.execute(
-                "DELETE FROM login_failures WHERE kind = $1 AND key = $2", kind, key
-            )
-        else:
-            await self.conn.execute(
-                "UPDATE login_failures SET count = greatest(count - 1, 0)"
-                " WHERE kind = $1 AND key = $2 AND window_start = $3",
-                kind,
-                key,
-                window_start,
-            )
+    async def clear_login_failures(self, kind: str, key: str) -> None:
+        await self.conn.execute(numbered(rows.CLEAR_LOGIN_FAILURES), kind, key)
 
     # Sessions
     async def lock_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
@@ -354,15 +333,9 @@ class PostgresUserStore:
         entries = [RevocationEntry(r["seq"], r["kind"], r["subject"], r["at"]) for r in found]
         return entries, int(top or 0)
 
-    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
-        async with self.transaction() as tx:
-            return await tx.count_login_attempt(kind, key, window_start)
-
-    async def forget_login_attempt(
-        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
-    ) -> None:
-        async with self.transaction() as tx:
-            await tx.forget_login_attempt(kind, key, window_start, all_=all_)
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int:
+        count = await self.pool.fetchval(numbered(rows.LOGIN_FAILURES), kind, key, window_start)
+        return int(count or 0)
 
     async def purge_expired(self, now: datetime, keep: timedelta) -> int:
         deleted = 0

@@ -71,6 +71,19 @@ LIST_REVOCATIONS = (
 )
 TOP_REVOCATION = "SELECT max(seq) AS top FROM revocation_events"
 
+# Failed-login counters (services/throttle.py). A key's older windows go as a new one
+# starts, so the table stays small between purges.
+LOGIN_FAILURES = "SELECT count FROM login_failures WHERE kind = ? AND key = ? AND window_start = ?"
+DROP_OLD_LOGIN_FAILURES = (
+    "DELETE FROM login_failures WHERE kind = ? AND key = ? AND window_start < ?"
+)
+ADD_LOGIN_FAILURE = (
+    "INSERT INTO login_failures (kind, key, window_start, count) VALUES (?, ?, ?, 1)"
+    " ON CONFLICT (kind, key, window_start) DO UPDATE SET count = login_failures.count + 1"
+    " RETURNING count"
+)
+CLEAR_LOGIN_FAILURES = "DELETE FROM login_failures WHERE kind = ? AND key = ?"
+
 
 def purge_statements(now: Any, old: Any) -> list[tuple[str, Any]]:
     """What :meth:`Store.purge_expired` deletes, in an order the foreign keys accept."""

@@ -126,33 +126,19 @@ class SQLiteSessionTx:
         )
         return None if row is None else rows.user(row, dt_)
 
-    # Login counters
-    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
-        # Old windows go as new ones start, so the table stays small.
-        await self.execute(
-            "DELETE FROM login_failures WHERE kind = ? AND key = ? AND window_start < ?",
-            (kind, key, ts(window_start)),
-        )
-        row = await self.fetchone(
-            "INSERT INTO login_failures (kind, key, window_start, count) VALUES (?, ?, ?, 1)"
-            " ON CONFLICT (kind, key, window_start) DO UPDATE SET count = count + 1"
-            " RETURNING count",
-            (kind, key, ts(window_start)),
-        )
+    # Failed-login counters
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int:
+        row = await self.fetchone(rows.LOGIN_FAILURES, (kind, key, ts(window_start)))
+        return 0 if row is None else int(row["count"])
+
+    async def add_login_failure(self, kind: str, key: str, window_start: datetime) -> int:
+        await self.execute(rows.DROP_OLD_LOGIN_FAILURES, (kind, key, ts(window_start)))
+        row = await self.fetchone(rows.ADD_LOGIN_FAILURE, (kind, key, ts(window_start)))
         assert row is not None
         return int(row["count"])
 
-    async def forget_login_attempt(
-        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
-    ) -> None:
-        if all_:
-            await self.execute("DELETE FROM login_failures WHERE kind = ? AND key = ?", (kind, key))
-        else:
-            await self.execute(
-                "UPDATE login_failures SET count = max(count - 1, 0)"
-                " WHERE kind = ? AND key = ? AND window_start = ?",
-                (kind, key, ts(window_start)),
-            )
+    async def clear_login_failures(self, kind: str, key: str) -> None:
+        await self.execute(rows.CLEAR_LOGIN_FAILURES, (kind, key))
 
     # Sessions
     async def lock_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
@@ -328,15 +314,9 @@ class SQLiteUserStore:
         entries = [RevocationEntry(r["seq"], r["kind"], r["subject"], dt_(r["at"])) for r in found]
         return entries, int(top["top"] or 0) if top is not None else 0
 
-    async def count_login_attempt(self, kind: str, key: str, window_start: datetime) -> int:
-        async with self.transaction() as tx:
-            return await tx.count_login_attempt(kind, key, window_start)
-
-    async def forget_login_attempt(
-        self, kind: str, key: str, window_start: datetime, *, all_: bool = False
-    ) -> None:
-        async with self.transaction() as tx:
-            await tx.forget_login_attempt(kind, key, window_start, all_=all_)
+    async def login_failures(self, kind: str, key: str, window_start: datetime) -> int:
+        async with self.read() as tx:
+            return await tx.login_failures(kind, key, window_start)
 
     async def purge_expired(self, now: datetime, keep: timedelta) -> int:
         deleted = 0

@@ -30,14 +30,11 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote_plus, urlencode
 
 from issuer.verifier.cache import check_url, user_agent
 from issuer.verifier.errors import RevokedTokenError
-
-if TYPE_CHECKING:
-    from issuer.verifier.feed import RevocationFeed as RevocationFeed
 
 log = logging.getLogger("issuer.verifier.revocation")
 
@@ -211,12 +208,3 @@ class FeedState:
                 str(exc) or type(exc).__name__,
                 len(self.revocations),
             )
-
-
-def __getattr__(name: str) -> Any:
-    # The async feed needs aiohttp (the ``aiohttp`` extra); the pure parts above do not.
-    if name == "RevocationFeed":
-        from issuer.verifier.feed import RevocationFeed
-
-        return RevocationFeed
-    raise AttributeError(name)

@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -354,3 +355,27 @@ def test_autoscaler_scales_the_deployment_on_cpu() -> None:
     [metric] = spec["metrics"]
     assert metric["resource"]["name"] == "cpu"
     assert metric["resource"]["target"]["type"] == "Utilization"
+
+
+# --- the Ingress and the client address behind it ----------------------------------------------
+
+
+def test_ingress_serves_the_issuer_host_over_tls_through_the_public_service_only() -> None:
+    spec = find("Ingress", "issuer")["spec"]
+    host = urlsplit(find("ConfigMap", "issuer")["data"]["ISSUER_ISSUER"]).hostname
+    [rule] = spec["rules"]
+    assert rule["host"] == host
+    assert [h for t in spec["tls"] for h in t["hosts"]] == [host]
+    backends = [p["backend"]["service"] for p in rule["http"]["paths"]]
+    assert backends == [{"name": "issuer", "port": {"name": "http"}}]
+
+
+def test_the_ingress_controller_is_a_trusted_proxy_and_nobody_else_is_everyone() -> None:
+    # Without trusted proxies every user behind the Ingress shares its address, and one
+    # address's login-failure limit (issue 10, point 6).
+    env = dict(find("ConfigMap", "issuer")["data"])
+    env["ISSUER_KEK"] = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    proxies = Settings.from_env(env).trusted_proxies
+    assert proxies
+    # A private range (the cluster's pods), never the internet: a client could forge its address.
+    assert all(net.is_private and net.prefixlen >= 8 for net in proxies)

@@ -46,10 +46,17 @@ async def test_purge_deletes_only_what_has_expired(
 
     clock.advance(days=31)
     fresh = await login(app, user)
+    await client.post(
+        "/token",
+        data={"grant_type": "password", "username": "ghost", "password": "guess"},
+        headers=app.basic(),
+    )
     assert await purge_expired(store, ctx.settings, ctx.clock) > 0
     assert await count(ctx, "revocation_events") == 0
     assert await count(ctx, "refresh_families") == 1  # only the fresh login's
     assert await count(ctx, "family_access_tokens") == 1
-    assert await count(ctx, "login_failures") == 1  # the fresh login's address row
+    # The fresh failure's counters (username, username and address, address); the old
+    # failure's are gone, and a success writes none.
+    assert await count(ctx, "login_failures") == 3
     assert (await refresh(app, fresh["refresh_token"])).status == 200
     assert (await refresh(app, old["refresh_token"])).status == 400

@@ -210,14 +210,20 @@ async def test_revocations_and_the_feed(store: Store) -> None:
 
 
 async def test_login_counters(store: Store) -> None:
-    window = T0
-    assert await store.count_login_attempt("username", "ann", window) == 1
-    assert await store.count_login_attempt("username", "ann", window) == 2
-    await store.forget_login_attempt("username", "ann", window)
-    assert await store.count_login_attempt("username", "ann", window) == 2
-    await store.forget_login_attempt("username", "ann", window, all_=True)
+    window, later = T0, T0 + timedelta(hours=1)
+    assert await store.login_failures("pair", "ann:a", window) == 0
     async with store.transaction() as tx:
-        assert await tx.count_login_attempt("username", "ann", window) == 1
-        await tx.forget_login_attempt("username", "ann", window, all_=True)
-    # A new window starts from one and drops the old one.
-    assert await store.count_login_attempt("username", "ann", window + timedelta(hours=1)) == 1
+        assert await tx.add_login_failure("pair", "ann:a", window) == 1
+        assert await tx.add_login_failure("pair", "ann:a", window) == 2
+        assert await tx.add_login_failure("pair", "bob:a", window) == 1
+        assert await tx.login_failures("pair", "ann:a", window) == 2
+    assert await store.login_failures("pair", "ann:a", window) == 2
+    async with store.transaction() as tx:
+        await tx.clear_login_failures("pair", "ann:a")
+    assert await store.login_failures("pair", "ann:a", window) == 0
+    assert await store.login_failures("pair", "bob:a", window) == 1  # only that key
+    # A new window starts from one and drops the key's old ones.
+    async with store.transaction() as tx:
+        assert await tx.add_login_failure("pair", "bob:a", later) == 1
+    assert await store.login_failures("pair", "bob:a", window) == 0
+    assert await store.login_failures("pair", "bob:a", later) == 1
