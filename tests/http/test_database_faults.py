@@ -145,7 +145,7 @@ async def test_cut_answers_503_fast_logs_once_and_recovers(
     resp, elapsed = await timed(admin.get("/readyz"))
     assert resp.status == 503
     assert "database" in (await resp.json())["failed"]
-    assert elapsed < 2.5
+    assert elapsed < 2.0  # its documented bound
 
     # Nine failed requests: one WARNING line for the condition, no traceback, no ERROR.
     warnings = [r for r in caplog.records if r.name == "issuer.overload"]
@@ -192,7 +192,7 @@ async def test_stall_answers_503_within_the_bounds_and_recovers(
     async def probes() -> None:
         resp, elapsed = await timed(admin.get("/readyz"))
         assert resp.status == 503
-        assert elapsed < 2.5  # its documented bound is 2 s
+        assert elapsed < 2.0  # its documented bound
         for path in ("/.well-known/jwks.json", "/.well-known/oauth-authorization-server"):
             resp, elapsed = await timed(client.get(path))
             assert resp.status == 200
