@@ -30,6 +30,7 @@ class _Link:
     buffer: bytes = b""
     startup: bool = True
     last_sql: str = ""
+    prepared: dict[bytes, str] = field(default_factory=dict)
     dead: bool = False
 
     def close(self) -> None:
@@ -180,10 +181,14 @@ class PostgresProxy:
             if kind == b"Q":
                 link.last_sql = message[5:-1].decode(errors="replace")
             elif kind == b"P":
-                # Parse: name\0 query\0 ...
-                body = message[5:]
-                _, _, rest = body.partition(b"\0")
+                # Parse: statement name\0 query\0 ...
+                name, _, rest = message[5:].partition(b"\0")
                 link.last_sql = rest.partition(b"\0")[0].decode(errors="replace")
+                link.prepared[name] = link.last_sql
+            elif kind == b"B":
+                # Bind: portal\0 statement name\0 ...: a statement prepared earlier.
+                name = message[5:].partition(b"\0")[2].partition(b"\0")[0]
+                link.last_sql = link.prepared.get(name, link.last_sql)
             if kind in _STATEMENT_ENDS and self._armed is not None:
                 self.statements += 1
                 n, after = self._armed
