@@ -19,6 +19,7 @@ from issuer.http.auth import require_admin
 from issuer.http.cors import cors
 from issuer.http.metrics import handle_metrics, observe
 from issuer.http.middleware import read_body, request_context
+from issuer.http.requests import storable_text
 from issuer.kek import load_kek
 from issuer.keyring import Keyring
 from issuer.notify import follow_key_changes
@@ -42,7 +43,11 @@ async def open_store(settings: Settings, *, create: bool = True) -> AnyStore:
     url = settings.database_url
     store: AnyStore
     if url.startswith(("postgresql://", "postgres://")):
-        store = await PostgresStore.open(url)
+        store = await PostgresStore.open(
+            url,
+            acquire_timeout=settings.db_acquire_timeout,
+            statement_timeout=settings.db_statement_timeout,
+        )
     else:
         path = sqlite_path(url)
         if not create and not path.exists():
@@ -51,7 +56,11 @@ async def open_store(settings: Settings, *, create: bool = True) -> AnyStore:
                 f"ISSUER_DATABASE_URL: no database at {path.absolute()}{relative}: run "
                 "`issuer serve` or `issuer migrate` first, or set ISSUER_DATABASE_URL"
             )
-        store = await SQLiteStore.open(url)
+        store = await SQLiteStore.open(
+            url,
+            acquire_timeout=settings.db_acquire_timeout,
+            statement_timeout=settings.db_statement_timeout,
+        )
     if settings.auto_migrate:
         try:
             applied = await store.migrate()
@@ -108,11 +117,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     """
     ctx = Context(settings, clock or SystemClock())
     app = web.Application(
-        client_max_size=MAX_BODY, middlewares=[request_context, observe, read_body, cors]
+        client_max_size=MAX_BODY,
+        middlewares=[request_context, observe, read_body, storable_text, cors],
     )
     admin_app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[request_context, observe, read_body, require_admin],
+        middlewares=[request_context, observe, read_body, require_admin, storable_text],
     )
     for a in (app, admin_app):
         a[context_key] = ctx

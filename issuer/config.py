@@ -194,6 +194,10 @@ class Settings:
     keepalive_timeout: float = 75.0
     max_connections: int = 800
     admin_max_connections: int = 64
+    # Database faults: how long a request waits for a pooled connection (or SQLite's
+    # write lock), and for each statement, before it is answered 503.
+    db_acquire_timeout: float = 2.0
+    db_statement_timeout: float = 5.0
     # TLS terminated by the service itself (both or neither).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -263,6 +267,8 @@ class Settings:
         need(self.login_window >= 1, "login_window", "must be at least 1 second")
         for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
             need(getattr(self, name) > 0, name, "must be more than 0 seconds")
+        for name in ("db_acquire_timeout", "db_statement_timeout"):
+            need(0 < getattr(self, name) <= 300, name, "must be more than 0 and at most 300s")
         need(self.max_connections >= 1, "max_connections", "must be at least 1")
         need(self.admin_max_connections >= 1, "admin_max_connections", "must be at least 1")
         need(
@@ -367,6 +373,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "header_timeout": parse_seconds,
     "body_timeout": parse_seconds,
     "keepalive_timeout": parse_seconds,
+    "db_acquire_timeout": parse_seconds,
+    "db_statement_timeout": parse_seconds,
     "max_connections": parse_int,
     "admin_max_connections": parse_int,
     "tls_cert_file": _optional_path,

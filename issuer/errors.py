@@ -164,6 +164,20 @@ class TemporarilyUnavailableError(IssuerError):
     description = "the service is temporarily unavailable"
 
 
+class DatabaseUnavailableError(TemporarilyUnavailableError):
+    """The database is unreachable, too slow or busy beyond its bounds: retry shortly.
+
+    Raised by the stores in place of the driver's connection errors and timeouts, so
+    a database outage answers ``503`` with ``Retry-After`` rather than a 500.
+    """
+
+    description = "the database is unavailable; retry shortly"
+    retry_after = 2
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class AccessDeniedError(IssuerError):
     """RFC 6749 §4.1.2.1: the user (or the server) refused the request."""
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from issuer.appkeys import context_key
 from issuer.http.login_openapi import AUTHORIZE
 from issuer.http.operations import operation
+from issuer.http.requests import storable
 from issuer.interaction import cookies
 from issuer.interaction.views import pages, see_other
 from issuer.services.authorization import AuthorizationPageError, Redirect, authorize
@@ -25,8 +26,10 @@ def query_params(request: web.Request) -> tuple[dict[str, str], set[str]]:
     repeated: set[str] = set()
     for name in query:
         values = query.getall(name)
-        if any("\x00" in v for v in values):
-            raise AuthorizationPageError(f"parameter {name[:40]} contains a NUL character")
+        if not all(storable(v) for v in values) or not storable(name):
+            raise AuthorizationPageError(
+                f"parameter {name[:40]!r} contains a NUL or an invalid Unicode character"
+            )
         if len(values) > 1:
             repeated.add(name)
         if values[0]:

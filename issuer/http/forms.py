@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
 from issuer.errors import InvalidClientError, InvalidRequestError
+from issuer.http.requests import require_storable
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 50
@@ -45,8 +45,8 @@ async def read_form(request: web.Request) -> Form:
         if name in fields:
             # RFC 6749 §3.1: request parameters MUST NOT be included more than once.
             raise InvalidRequestError(f"parameter {name} is repeated")
-        if "\x00" in value:
-            raise InvalidRequestError(f"parameter {name} contains a NUL character")
+        require_storable(name, "a parameter name")
+        require_storable(value, f"parameter {name}")
         fields[name] = value
     # RFC 6749 §3.1: parameters sent without a value are treated as omitted.
     return Form({k: v for k, v in fields.items() if v != ""})
@@ -73,7 +73,8 @@ def client_credentials_of(request: web.Request, form: Form) -> ClientCredentials
             raise InvalidRequestError("use only one client authentication method")
         try:
             decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):
+            # binascii.Error, or characters outside ASCII that b64decode refuses itself.
             raise InvalidClientError("malformed Basic credentials") from None
         user, sep, password = decoded.partition(":")
         if not sep:

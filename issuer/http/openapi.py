@@ -15,7 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from issuer import __version__
-from issuer.http.operations import json_body, operation, operation_of, unauthenticated
+from issuer.http.operations import (
+    BAD_REQUEST,
+    DATABASE_UNAVAILABLE,
+    json_body,
+    operation,
+    operation_of,
+    unauthenticated,
+)
 from issuer.http.render import json_response
 
 Doc = dict[str, Any]
@@ -180,6 +187,18 @@ def _path_parameters(path: str, op: Doc) -> list[Doc]:
     ]
 
 
+def _common_errors(path: str, op: Doc) -> Doc:
+    """What any such route can answer, whatever its handler declares."""
+    out: Doc = {}
+    if _PLACEHOLDER.search(path):
+        # A path segment no store can hold (a NUL, a lone surrogate): http.requests.
+        out["400"] = BAD_REQUEST
+    if op.get("security") != []:
+        # Every authenticated operation looks its caller up in the database.
+        out["503"] = DATABASE_UNAVAILABLE
+    return out
+
+
 def paths_of(app: web.Application) -> Doc:
     """``{path: {method: operation}}`` for every documented route of ``app``."""
     paths: Doc = {}
@@ -192,6 +211,7 @@ def paths_of(app: web.Application) -> Doc:
         extra = _path_parameters(path, op)
         if extra:
             op = {**op, "parameters": [*extra, *op.get("parameters", [])]}
+        op = {**op, "responses": {**_common_errors(path, op), **op["responses"]}}
         paths.setdefault(path, {})[route.method.lower()] = op
     return paths
 

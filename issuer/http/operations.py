@@ -101,7 +101,15 @@ def query(name: str, schema: Doc, description: str | None = None) -> Doc:
 BAD_REQUEST = error("Malformed request (`invalid_request` and friends)")
 TOO_LARGE = error("Request body larger than 64 KiB")
 NOT_FOUND = error("No such resource")
-UNAVAILABLE = error("No signing key is available right now (`temporarily_unavailable`)")
+UNAVAILABLE = error(
+    "No signing key is available right now, or the database is unavailable "
+    "(`temporarily_unavailable`)",
+    {"Retry-After": header("Seconds (when the database is unavailable)")},
+)
+DATABASE_UNAVAILABLE = error(
+    "The database is unreachable, stalled or busy past its bounds (`temporarily_unavailable`)",
+    {"Retry-After": header("Seconds")},
+)
 NO_STORE_DOC = {"Cache-Control": header("no-store (RFC 6749 §5.1)")}
 CLIENT_401 = error(
     "Client authentication failed (`invalid_client`)",

@@ -1,19 +1,69 @@
-"""Reading admin requests: JSON object bodies and query parameters.
+"""Reading requests: JSON object bodies, query parameters, and text no store can hold.
 
-OAuth form bodies (RFC 6749 §3.2) are read by :mod:`issuer.http.forms`.
+OAuth form bodies (RFC 6749 §3.2) are read by :mod:`issuer.http.forms`, with the
+same :func:`require_storable` check.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from issuer.errors import InvalidRequestError
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def storable(text: str) -> bool:
+    """Text every store can hold: Unicode scalar values only (no lone surrogate, which
+    UTF-8 cannot encode, RFC 3629 §3) and no NUL (PostgreSQL's text type refuses it)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def require_storable(text: str, what: str) -> str:
+    if not storable(text):
+        raise InvalidRequestError(f"{what} contains a NUL or an invalid Unicode character")
+    return text
+
+
+@web.middleware
+async def storable_text(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse, for every route, path segments no store can hold.
+
+    ``%00`` decodes to a NUL that PostgreSQL refuses (a 500 from the driver), and a
+    lone surrogate cannot be encoded as UTF-8: such a value names nothing, so it is
+    a 400 before any handler looks it up. Query parameters are checked by
+    :func:`only_query`, which every handler that reads one calls; bodies by their
+    parsers.
+    """
+    for name, value in request.match_info.items():
+        require_storable(value, f"path segment {name}")
+    return await handler(request)
+
+
+def _storable_strings(value: Any, what: str) -> None:
+    if isinstance(value, str):
+        require_storable(value, what)
+    elif isinstance(value, list):
+        for item in value:
+            _storable_strings(item, what)
+
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    for name, value in pairs:
+        # "\ud800" and "\u0000" are valid JSON escapes, but no store can hold them.
+        # (Nested objects have been through this hook already.)
+        require_storable(name, "a JSON member name")
+        _storable_strings(value, f"JSON member {name[:40]!r}")
     body = dict(pairs)
     if len(body) != len(pairs):
         # {"name": "a", "name": "b"}: which one did the operator mean?
@@ -54,6 +104,11 @@ def field(body: dict[str, Any], name: str, kind: type, default: Any = None) -> A
 
 
 def only_query(request: web.Request, allowed: set[str]) -> None:
+    """Only these query parameters, each holding text a store can hold."""
     unknown = set(request.query) - allowed
     if unknown:
-        raise InvalidRequestError(f"unknown parameter {sorted(unknown)[0][:40]!r}")
+        name = sorted(unknown)[0]
+        require_storable(name, "a query parameter name")
+        raise InvalidRequestError(f"unknown parameter {name[:40]!r}")
+    for name, value in request.query.items():
+        require_storable(value, f"query parameter {name}")

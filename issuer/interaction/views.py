@@ -23,6 +23,7 @@ from issuer.http.login_openapi import (
     STYLESHEET,
 )
 from issuer.http.operations import operation
+from issuer.http.requests import require_storable
 from issuer.interaction import cookies
 from issuer.interaction.pages import error_page, render
 from issuer.services import interaction, oidc
@@ -168,9 +169,12 @@ async def handle_consent(request: web.Request) -> web.StreamResponse:
 
 
 def _logout_params(request: web.Request, form: Form | None) -> dict[str, str]:
-    if form is not None:
-        return dict(form.fields)
-    return {k: v for k, v in request.query.items() if v}
+    fields = dict(form.fields) if form is not None else dict(request.query.items())
+    return {
+        require_storable(k, "a parameter name"): require_storable(v, f"parameter {k[:40]!r}")
+        for k, v in fields.items()
+        if v
+    }
 
 
 @operation(END_SESSION)

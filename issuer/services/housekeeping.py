@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from issuer.clock import Clock
 from issuer.config import Settings
+from issuer.errors import DatabaseUnavailableError
 from issuer.store.base import Store
 from issuer.store.login_base import browser_login_store
 
@@ -41,6 +42,8 @@ async def run_purger(store: Store, settings: Settings, clock: Clock) -> None:
             deleted = await purge_expired(store, settings, clock)
         except asyncio.CancelledError:
             raise
+        except DatabaseUnavailableError:
+            pass  # logged by the store, once per interval; the next round retries
         except Exception:
             log.exception("purging expired session rows failed; retrying later")
         else:

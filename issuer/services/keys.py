@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from issuer.clock import Clock
 from issuer.config import Settings
-from issuer.errors import NotFoundError
+from issuer.errors import DatabaseUnavailableError, NotFoundError
 from issuer.jose.keys import GeneratedKey, generate_key
 from issuer.kek import KeyEncryptionKeys
 from issuer.keyring import Keyring, KeyState, KeyView, Plan, derive_schedule, plan_maintenance
@@ -225,6 +225,9 @@ async def run_key_schedule(
             await cache.load()
         except asyncio.CancelledError:
             raise
+        except DatabaseUnavailableError:
+            # Logged by the store, once per interval: the keys in memory serve on.
+            pass
         except Exception:
             log.exception("key schedule maintenance failed; retrying")
         delay = refresh_interval

@@ -13,18 +13,19 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from issuer.store import rows
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
 from issuer.store.login_sql import LoginStatements
 from issuer.store.migrate import PG_MIGRATION_LOCK, SCHEMA_TABLE_POSTGRES, load_migrations, pending
+from issuer.store.pgpool import BoundedPool
 from issuer.store.postgres_login import PostgresLoginStore
 from issuer.store.postgres_sessions import PostgresSessionTx, PostgresUserStore
 from issuer.store.rows import KEY_COLUMNS, as_is
 
 PG_KEY_LOCK = 0x15_5E_ED_02
 KEYS_CHANNEL = "issuer_keys"
+# Migrations are not bound by ISSUER_DB_STATEMENT_TIMEOUT (an index build may take long).
+MIGRATION_TIMEOUT = 3600.0
 
 
 class PostgresTx(LoginStatements, PostgresSessionTx):
@@ -90,14 +91,24 @@ class PostgresTx(LoginStatements, PostgresSessionTx):
 class PostgresStore(PostgresUserStore, PostgresLoginStore):
     dialect = "postgres"  # also the name of its migrations folder, issuer/sql/postgres
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    def __init__(self, pool: BoundedPool, dsn: str) -> None:
         self.pool = pool
         self.dsn = dsn
 
     @classmethod
-    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
-        pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, command_timeout=30
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        max_size: int = 10,
+        acquire_timeout: float = 2.0,
+        statement_timeout: float = 5.0,
+    ) -> PostgresStore:
+        pool = await BoundedPool.create(
+            dsn,
+            max_size=max_size,
+            acquire_timeout=acquire_timeout,
+            statement_timeout=statement_timeout,
         )
         return cls(pool, dsn)
 
@@ -106,7 +117,7 @@ class PostgresStore(PostgresUserStore, PostgresLoginStore):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.transaction() as conn:
             yield PostgresTx(conn)
 
     async def ping(self) -> None:
@@ -116,14 +127,15 @@ class PostgresStore(PostgresUserStore, PostgresLoginStore):
         available = load_migrations(self.dialect)
         async with self.pool.acquire() as conn:
             # Session lock: held across the per-migration transactions below.
-            await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK)
+            slow = MIGRATION_TIMEOUT
+            await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK, timeout=slow)
             try:
-                await conn.execute(SCHEMA_TABLE_POSTGRES)
-                rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
-                todo = pending(available, {r["version"]: r["checksum"] for r in rows})
+                await conn.execute(SCHEMA_TABLE_POSTGRES, timeout=slow)
+                done = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+                todo = pending(available, {r["version"]: r["checksum"] for r in done})
                 for mig in todo:
                     async with conn.transaction():
-                        await conn.execute(mig.sql)
+                        await conn.execute(mig.sql, timeout=slow)
                         await conn.execute(
                             "INSERT INTO schema_migrations (version, name, checksum)"
                             " VALUES ($1, $2, $3)",

@@ -6,8 +6,6 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
-import asyncpg
-
 from issuer.store.login_base import BrowserSessionRecord, ConsentRecord, InteractionRecord
 
 if TYPE_CHECKING:
@@ -16,8 +14,6 @@ if TYPE_CHECKING:
 
 class PostgresLoginStore:
     """Mixed into :class:`issuer.store.postgres.PostgresStore`."""
-
-    pool: asyncpg.Pool
 
     if TYPE_CHECKING:
 

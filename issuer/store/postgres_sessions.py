@@ -29,6 +29,7 @@ from issuer.store.base import (
 from issuer.store.rows import as_is, numbered
 
 if TYPE_CHECKING:
+    from issuer.store.pgpool import BoundedPool
     from issuer.store.postgres import PostgresTx
 
 PG_REVOCATION_LOCK = 0x15_5E_ED_03
@@ -271,7 +272,7 @@ class PostgresSessionTx:
 class PostgresUserStore:
     """Mixed into :class:`issuer.store.postgres.PostgresStore`."""
 
-    pool: asyncpg.Pool
+    pool: BoundedPool
 
     if TYPE_CHECKING:
 
@@ -329,7 +330,7 @@ class PostgresUserStore:
     async def list_revocations(
         self, after: int, now: datetime, limit: int
     ) -> tuple[list[RevocationEntry], int]:
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        async with self.pool.transaction(isolation="repeatable_read") as conn:
             # One snapshot (REPEATABLE READ) for the page and the cursor.
             found = await conn.fetch(numbered(rows.LIST_REVOCATIONS), after, now, limit)
             top = await conn.fetchval(rows.TOP_REVOCATION)

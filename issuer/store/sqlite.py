@@ -21,6 +21,8 @@ from typing import Any
 
 import aiosqlite
 
+from issuer import logs
+from issuer.errors import DatabaseUnavailableError, InvalidRequestError
 from issuer.store import rows
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
 from issuer.store.login_sql import LoginStatements
@@ -34,6 +36,40 @@ from issuer.store.rows import KEY_COLUMNS, from_epoch
 from issuer.store.rows import epoch as ts
 from issuer.store.sqlite_login import SQLiteLoginStore
 from issuer.store.sqlite_sessions import SQLiteSessionTx, SQLiteUserStore
+
+
+def translate(exc: Exception) -> Exception | None:
+    """The error to raise instead of sqlite3's ``exc``, or None to let it through."""
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        # Another process held the write lock past ISSUER_DB_STATEMENT_TIMEOUT.
+        logs.overload(
+            "database_unavailable",
+            "database unavailable (SQLite: %s): answering 503 temporarily_unavailable",
+            str(exc)[:60],
+        )
+        return DatabaseUnavailableError()
+    if isinstance(exc, TimeoutError):
+        logs.overload(
+            "database_unavailable",
+            "database unavailable (SQLite connection busy past ISSUER_DB_ACQUIRE_TIMEOUT): "
+            "answering 503 temporarily_unavailable",
+        )
+        return DatabaseUnavailableError()
+    if isinstance(exc, UnicodeEncodeError | OverflowError):
+        # A lone surrogate that got past the request parsers, an integer over 64 bits.
+        return InvalidRequestError("a value in the request cannot be stored")
+    return None
+
+
+@asynccontextmanager
+async def translated_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        better = translate(exc)
+        if better is None:
+            raise
+        raise better from None
 
 
 def sqlite_path(url: str) -> Path:
@@ -107,25 +143,30 @@ class SQLiteTx(LoginStatements, SQLiteSessionTx):
 class SQLiteStore(SQLiteUserStore, SQLiteLoginStore):
     dialect = "sqlite"
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, *, acquire_timeout: float = 2.0) -> None:
         self._db = db
         self._lock = asyncio.Lock()
+        self.acquire_timeout = acquire_timeout
 
     @classmethod
-    async def open(cls, url: str) -> SQLiteStore:
+    async def open(
+        cls, url: str, *, acquire_timeout: float = 2.0, statement_timeout: float = 5.0
+    ) -> SQLiteStore:
         path = sqlite_path(url)
         # The file holds wrapped private keys and secret hashes: keep it to this user.
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Made 0600 here whatever the directory's mode (an image's /app/var may exist
         # already); SQLite gives the -wal and -shm files the database file's mode.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=statement_timeout)
         db.row_factory = sqlite3.Row
         try:
             for pragma in (
                 "PRAGMA journal_mode = WAL",
                 "PRAGMA synchronous = NORMAL",
-                "PRAGMA busy_timeout = 30000",
+                # How long a statement waits for another process's write lock; past it,
+                # "database is locked" answers 503 (see translate).
+                f"PRAGMA busy_timeout = {int(statement_timeout * 1000)}",
                 "PRAGMA foreign_keys = ON",
                 # Freed pages are zeroed, so destroyed private keys leave no copy in the file.
                 "PRAGMA secure_delete = ON",
@@ -135,14 +176,25 @@ class SQLiteStore(SQLiteUserStore, SQLiteLoginStore):
             # Not a database (a directory, another file): stop the connection's thread.
             await db.close()
             raise
-        return cls(db)
+        return cls(db, acquire_timeout=acquire_timeout)
 
     async def close(self) -> None:
         await self._db.close()
 
     @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[None]:
+        """This worker's one connection, waited for within ISSUER_DB_ACQUIRE_TIMEOUT."""
+        async with translated_errors():
+            async with asyncio.timeout(self.acquire_timeout):
+                await self._lock.acquire()
+            try:
+                yield
+            finally:
+                self._lock.release()
+
+    @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[SQLiteTx]:
-        async with self._lock:
+        async with self._connection():
             await self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             tx = SQLiteTx(self._db)
             try:
@@ -159,7 +211,7 @@ class SQLiteStore(SQLiteUserStore, SQLiteLoginStore):
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SQLiteTx]:
-        async with self._lock:
+        async with self._connection():
             yield SQLiteTx(self._db)
 
     async def ping(self) -> None:

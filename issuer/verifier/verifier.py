@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from issuer.verifier.clock import UnixClock, system_clock
 from issuer.verifier.core import (
@@ -25,9 +25,9 @@ from issuer.verifier.errors import RevokedTokenError
 from issuer.verifier.keys import VerificationKey
 from issuer.verifier.revocation import KeyRevocationChecker, RevocationChecker
 
-if TYPE_CHECKING:
-    from issuer.verifier.jwks import JWKSClient
-    from issuer.verifier.sync import SyncJWKSClient
+if TYPE_CHECKING:  # named in the base classes below as strings (aiohttp is an extra)
+    from issuer.verifier.jwks import JWKSClient  # noqa: F401
+    from issuer.verifier.sync import SyncJWKSClient  # noqa: F401
 
 DEFAULT_CACHE_SIZE = 2048
 
@@ -64,19 +64,24 @@ class _Verified:
         self.valid_from = start
 
 
-class _Base:
+J = TypeVar("J", bound=KeyLookup)
+
+
+class _Base(Generic[J]):
     def __init__(
         self,
         *,
         issuer: str,
         audience: str,
-        algorithms: Iterable[str],
-        leeway: float,
-        max_lifetime: float | None,
-        revocations: RevocationChecker | None,
-        clock: UnixClock,
-        cache_size: int,
+        jwks: J,
+        algorithms: Iterable[str] = ("RS256",),
+        leeway: float = 60.0,
+        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
+        revocations: RevocationChecker | None = None,
+        clock: UnixClock = system_clock,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
+        self.jwks = jwks
         if cache_size < 0:
             raise ValueError("cache_size must be >= 0 (0 turns the verified-token cache off)")
         self.policy = Policy(
@@ -152,7 +157,7 @@ class _Base:
         return len(self._verified)
 
 
-class Verifier(_Base):
+class Verifier(_Base["JWKSClient"]):
     """Verifies this issuer's RFC 9068 access tokens offline against a cached JWKS (async).
 
     The hot path (fresh JWKS, known kid) never awaits I/O: a remembered header,
@@ -161,31 +166,6 @@ class Verifier(_Base):
     checks that can change: its time window, its key still in the set and not
     revoked, and the revocation list. ``cache_size`` bounds that cache (0: off).
     """
-
-    def __init__(
-        self,
-        *,
-        issuer: str,
-        audience: str,
-        jwks: JWKSClient,
-        algorithms: Iterable[str] = ("RS256",),
-        leeway: float = 60.0,
-        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
-        revocations: RevocationChecker | None = None,
-        clock: UnixClock = system_clock,
-        cache_size: int = DEFAULT_CACHE_SIZE,
-    ) -> None:
-        super().__init__(
-            issuer=issuer,
-            audience=audience,
-            algorithms=algorithms,
-            leeway=leeway,
-            max_lifetime=max_lifetime,
-            revocations=revocations,
-            clock=clock,
-            cache_size=cache_size,
-        )
-        self.jwks = jwks
 
     async def verify(self, token: str | bytes) -> dict[str, Any]:
         """The token's claims, or exactly one :class:`~issuer.verifier.TokenError` subclass."""
@@ -202,37 +182,12 @@ class Verifier(_Base):
         return self._complete(token, prepared, key, now)
 
 
-class SyncVerifier(_Base):
+class SyncVerifier(_Base["SyncJWKSClient"]):
     """:class:`Verifier` for threads (Flask, Django, any WSGI server); safe to share.
 
     A thread that needs a JWKS fetch blocks while one thread fetches for all of
     them; every other thread keeps verifying from the cache meanwhile.
     """
-
-    def __init__(
-        self,
-        *,
-        issuer: str,
-        audience: str,
-        jwks: SyncJWKSClient,
-        algorithms: Iterable[str] = ("RS256",),
-        leeway: float = 60.0,
-        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
-        revocations: RevocationChecker | None = None,
-        clock: UnixClock = system_clock,
-        cache_size: int = DEFAULT_CACHE_SIZE,
-    ) -> None:
-        super().__init__(
-            issuer=issuer,
-            audience=audience,
-            algorithms=algorithms,
-            leeway=leeway,
-            max_lifetime=max_lifetime,
-            revocations=revocations,
-            clock=clock,
-            cache_size=cache_size,
-        )
-        self.jwks = jwks
 
     def verify(self, token: str | bytes) -> dict[str, Any]:
         """The token's claims, or exactly one :class:`~issuer.verifier.TokenError` subclass."""
