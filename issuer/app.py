@@ -14,8 +14,9 @@ from issuer.clock import Clock, SystemClock
 from issuer.config import Settings
 from issuer.context import Context, Opened
 from issuer.errors import ConfigError, StoreError
-from issuer.http import admin, openapi, ops, public, sessions, users
+from issuer.http import admin, browser_login, openapi, ops, public, sessions, users
 from issuer.http.auth import require_admin
+from issuer.http.cors import cors
 from issuer.http.metrics import handle_metrics, observe
 from issuer.http.middleware import read_body, request_context
 from issuer.http.requests import storable_text
@@ -117,7 +118,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     ctx = Context(settings, clock or SystemClock())
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[request_context, observe, read_body, storable_text],
+        middlewares=[request_context, observe, read_body, storable_text, cors],
     )
     admin_app = web.Application(
         client_max_size=MAX_BODY,
@@ -128,8 +129,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         ops.add_routes(a)
     public.add_routes(app)
     sessions.add_routes(app)
+    browser_login.add_routes(app)
     admin.add_routes(admin_app)
     users.add_routes(admin_app)
+    browser_login.add_admin_routes(admin_app)
     admin_app.router.add_get("/metrics", handle_metrics)
     openapi.add_route(app, "issuer: public API", [])
     openapi.add_route(admin_app, "issuer: admin API", [{"adminBearer": []}])

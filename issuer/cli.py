@@ -124,6 +124,9 @@ async def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> in
             scopes=args.scope.split() if args.scope else [],
             first_party=args.first_party,
             public=args.public,
+            redirect_uris=args.redirect_uri,
+            post_logout_redirect_uris=args.post_logout_redirect_uri,
+            web_origins=args.web_origin or None,
             actor=cli_actor(),
         )
         out = client_json(new.client)
@@ -283,6 +286,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scope", default="", help='allowed scopes, space-separated: "a b"')
     c.add_argument("--first-party", action="store_true", help="may use the password grant")
     c.add_argument("--public", action="store_true", help="no secret (e.g. a native app)")
+    c.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="where /authorize may send the user back (repeatable; compared exactly)",
+    )
+    c.add_argument(
+        "--post-logout-redirect-uri",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="where /end_session may send the user after logout (repeatable)",
+    )
+    c.add_argument(
+        "--web-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="origins allowed to call /token, /userinfo, /revoke from a browser "
+        "(default: the origins of the http(s) redirect URIs)",
+    )
     c.set_defaults(run=cmd_clients_create)
     for action, disabled in (("disable", True), ("enable", False)):
         c = clients.add_parser(

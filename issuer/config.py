@@ -203,6 +203,11 @@ class Settings:
     tls_key_file: Path | None = None
     log_level: str = "INFO"
     log_format: str = "json"
+    # Browser login: the name on the login page, an operator's stylesheet for it, and how
+    # long a browser stays signed in.
+    display_name: str = "issuer"
+    login_stylesheet: Path | None = None
+    browser_session_ttl: int = 12 * 3600
 
     def __post_init__(self) -> None:
         self.validate()
@@ -270,6 +275,16 @@ class Settings:
             (self.tls_cert_file is None) == (self.tls_key_file is None),
             "tls_key_file" if self.tls_key_file is None else "tls_cert_file",
             "set both ISSUER_TLS_CERT_FILE and ISSUER_TLS_KEY_FILE, or neither",
+        )
+        need(
+            60 <= self.browser_session_ttl <= 30 * 86400,
+            "browser_session_ttl",
+            "must be from 1m to 30d",
+        )
+        need(
+            self.login_stylesheet is None or self.login_stylesheet.is_file(),
+            "login_stylesheet",
+            f"no such file: {self.login_stylesheet}",
         )
 
     @property
@@ -366,6 +381,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "tls_key_file": _optional_path,
     "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR"), str.upper),
     "log_format": _choice(("json", "text"), str.lower),
+    "display_name": _non_empty,
+    "login_stylesheet": _optional_path,
+    "browser_session_ttl": parse_duration,
 }
 # Variables read elsewhere (tests, tooling) that are not settings of the server.
 _OTHER = {"ISSUER_TEST_POSTGRES", "ISSUER_TEST_POSTGRES_DSN"}

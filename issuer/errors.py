@@ -178,6 +178,54 @@ class DatabaseUnavailableError(TemporarilyUnavailableError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class AccessDeniedError(IssuerError):
+    """RFC 6749 §4.1.2.1: the user (or the server) refused the request."""
+
+    error = "access_denied"
+    status = 403
+    description = "the request was refused"
+
+
+class UnsupportedResponseTypeError(IssuerError):
+    """RFC 6749 §4.1.2.1."""
+
+    error = "unsupported_response_type"
+    status = 400
+    description = "only response_type=code is supported"
+
+
+class LoginRequiredError(IssuerError):
+    """OpenID Connect Core §3.1.2.6: prompt=none, and the user is not signed in."""
+
+    error = "login_required"
+    status = 400
+    description = "the user is not signed in"
+
+
+class ConsentRequiredError(IssuerError):
+    """OpenID Connect Core §3.1.2.6: prompt=none, and the user has not consented."""
+
+    error = "consent_required"
+    status = 400
+    description = "the user has not consented to this client"
+
+
+class RequestNotSupportedError(IssuerError):
+    """OpenID Connect Core §3.1.2.6: request objects are not supported."""
+
+    error = "request_not_supported"
+    status = 400
+    description = "request objects are not supported"
+
+
+class RequestUriNotSupportedError(IssuerError):
+    """OpenID Connect Core §3.1.2.6: request_uri is not supported."""
+
+    error = "request_uri_not_supported"
+    status = 400
+    description = "request_uri is not supported"
+
+
 class ConfigError(Exception):
     """Bad configuration: start-up stops with this one-line message."""
 

@@ -193,6 +193,9 @@ def make_client(ctx: Context) -> MakeClient:
         *,
         first_party: bool = False,
         public: bool = False,
+        redirect_uris: tuple[str, ...] = (),
+        post_logout_redirect_uris: tuple[str, ...] = (),
+        web_origins: tuple[str, ...] | None = None,
     ) -> RegisteredClient:
         new = await create_client(
             ctx.store,
@@ -201,6 +204,9 @@ def make_client(ctx: Context) -> MakeClient:
             scopes=scopes.split(),
             first_party=first_party,
             public=public,
+            redirect_uris=redirect_uris,
+            post_logout_redirect_uris=post_logout_redirect_uris,
+            web_origins=web_origins,
             actor="test",
         )
         return RegisteredClient(new.client.client_id, new.client_secret)

@@ -111,6 +111,53 @@ def test_errors_are_one_line_and_non_zero(env: Path, capsys: pytest.CaptureFixtu
     assert code == 1
     assert "exists already" in err
     assert "Traceback" not in err
+    code, _, err = run(capsys, "clients", "create", "web", "--redirect-uri", "http://a.example/cb")
+    assert code == 1
+    assert "plain http only for loopback" in err.strip().splitlines()[-1]
+
+
+def test_clients_create_with_redirect_uris(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "migrate")
+    code, out, _ = run(
+        capsys,
+        "clients",
+        "create",
+        "spa",
+        "--public",
+        "--scope",
+        "openid read",
+        "--redirect-uri",
+        "https://spa.example/callback",
+        "--redirect-uri",
+        "https://spa.example/silent",
+        "--post-logout-redirect-uri",
+        "https://spa.example/",
+    )
+    assert code == 0
+    created = json.loads(out)
+    assert created["public"] is True
+    assert "client_secret" not in created
+    assert created["redirect_uris"] == [
+        "https://spa.example/callback",
+        "https://spa.example/silent",
+    ]
+    assert created["post_logout_redirect_uris"] == ["https://spa.example/"]
+    assert created["web_origins"] == ["https://spa.example"]
+    code, out, _ = run(
+        capsys,
+        "clients",
+        "create",
+        "shell",
+        "--public",
+        "--redirect-uri",
+        "https://spa.example/cb",
+        "--web-origin",
+        "https://shell.example",
+    )
+    assert json.loads(out)["web_origins"] == ["https://shell.example"]
+    code, out, _ = run(capsys, "clients", "list", "--json")
+    listed = {c["name"]: c for c in json.loads(out)["clients"]}
+    assert listed["spa"]["redirect_uris"] == created["redirect_uris"]
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ README = (ROOT / "README.md").read_text("utf-8")
 
 RUNNABLE = {"sh", "bash"}
 SHOWN = {"console"}
-NOT_SHELL = {"json", "python", "text", "yaml", "toml", "ini", "http", "dockerfile"}
+NOT_SHELL = {"json", "python", "js", "text", "yaml", "toml", "ini", "http", "dockerfile"}
 # The README's addresses; the test serves on free ports instead (see _on_ports).
 PUBLIC, ADMIN, RESOURCE = "8080", "8081", "8090"
 

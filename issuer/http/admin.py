@@ -134,6 +134,17 @@ async def handle_list_clients(request: web.Request) -> web.Response:
                     "scopes": {"type": "array", "items": {"type": "string"}},
                     "first_party": {"type": "boolean"},
                     "public": {"type": "boolean"},
+                    "redirect_uris": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Compared exactly (a loopback IP's port may vary)",
+                    },
+                    "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+                    "web_origins": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "CORS origins (default: the redirect URIs' origins)",
+                    },
                 },
             }
         ),
@@ -142,20 +153,37 @@ async def handle_list_clients(request: web.Request) -> web.Response:
 async def handle_create_client(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     body = await read_json(request)
-    only_fields(body, {"name", "scopes", "first_party", "public"})
+    only_fields(
+        body,
+        {
+            "name",
+            "scopes",
+            "first_party",
+            "public",
+            "redirect_uris",
+            "post_logout_redirect_uris",
+            "web_origins",
+        },
+    )
     name = field(body, "name", str)
     if name is None:
         raise InvalidRequestError("name is required")
-    scopes = field(body, "scopes", list, [])
-    if not all(isinstance(s, str) for s in scopes):
-        raise InvalidRequestError("scopes must be a list of strings")
+    lists: dict[str, list[str] | None] = {}
+    for name_ in ("scopes", "redirect_uris", "post_logout_redirect_uris", "web_origins"):
+        value = field(body, name_, list)
+        if value is not None and not all(isinstance(s, str) for s in value):
+            raise InvalidRequestError(f"{name_} must be a list of strings")
+        lists[name_] = value
     new = await accounts.create_client(
         ctx.store,
         ctx.clock,
         name=name,
-        scopes=scopes,
+        scopes=lists["scopes"] or [],
         first_party=field(body, "first_party", bool, False),
         public=field(body, "public", bool, False),
+        redirect_uris=lists["redirect_uris"] or [],
+        post_logout_redirect_uris=lists["post_logout_redirect_uris"] or [],
+        web_origins=lists["web_origins"],
         actor=actor(request),
     )
     out = client_json(new.client)

@@ -50,6 +50,7 @@ SCHEMAS: Doc = {
             "expires_in": {"type": "integer", "minimum": 1},
             "scope": {"type": "string"},
             "refresh_token": {"type": "string"},
+            "id_token": {"type": "string", "description": "With scope openid (OIDC Core §3.1.3.3)"},
         },
     },
     "JWKS": {
@@ -123,6 +124,17 @@ SCHEMAS: Doc = {
             "first_party": {"type": "boolean"},
             "public": {"type": "boolean"},
             "disabled": {"type": "boolean"},
+            "redirect_uris": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Compared exactly (loopback IP redirects: any port, RFC 8252 §7.3)",
+            },
+            "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "web_origins": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "CORS origins; default: the origins of the http(s) redirect URIs",
+            },
             "created_at": {"type": "string", "format": "date-time"},
             "client_secret": {
                 "type": "string",

@@ -10,6 +10,7 @@ from aiohttp import web
 from issuer.appkeys import context_key, grant_type_key
 from issuer.context import Context
 from issuer.errors import InvalidRequestError, UnsupportedGrantTypeError
+from issuer.http.code_grant import grant_authorization_code
 from issuer.http.forms import Form, client_credentials_of, read_form
 from issuer.http.operations import (
     BAD_REQUEST,
@@ -29,7 +30,7 @@ from issuer.http.operations import (
 )
 from issuer.http.render import token_response
 from issuer.http.sessions import grant_password, grant_refresh_token
-from issuer.services import grants
+from issuer.services import grants, oidc
 from issuer.services.accounts import authenticate_client
 from issuer.services.grants import TokenResponse
 
@@ -47,6 +48,7 @@ async def grant_client_credentials(ctx: Context, request: web.Request, form: For
 
 
 GRANTS: dict[str, GrantHandler] = {
+    "authorization_code": grant_authorization_code,
     "client_credentials": grant_client_credentials,
     "password": grant_password,
     "refresh_token": grant_refresh_token,
@@ -149,12 +151,13 @@ def discovery_document(ctx: Context) -> bytes:
         "grant_types_supported": sorted(GRANTS),
         # "none": public first-party clients (RFC 8414 §2).
         "token_endpoint_auth_methods_supported": [*CONFIDENTIAL_AUTH_METHODS, "none"],
-        "response_types_supported": [],
         "access_token_signing_alg_values_supported": [ctx.settings.signing_alg],
         "revocation_endpoint": f"{base}/revoke",
         "revocation_endpoint_auth_methods_supported": [*CONFIDENTIAL_AUTH_METHODS, "none"],
         "introspection_endpoint": f"{base}/introspect",
         "introspection_endpoint_auth_methods_supported": list(CONFIDENTIAL_AUTH_METHODS),
+        # Browser login and OpenID Connect Discovery §3.
+        **oidc.metadata(ctx.settings, ["openid"]),
     }
     return json.dumps(doc, separators=(",", ":")).encode()
 

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - RFC 9068 §2.1, not a secret
+# OpenID Connect Core §2 leaves typ open; JWT is what libraries expect.
+ID_TOKEN_TYP = "JWT"  # noqa: S105 - not a secret
 
 
 def b64url(data: bytes) -> bytes:
@@ -32,7 +34,7 @@ def _json(obj: Any) -> bytes:
 class Signer:
     """Signs with one private key; built once per key and reused for every token."""
 
-    __slots__ = ("_header", "_key", "alg", "kid")
+    __slots__ = ("_headers", "_key", "alg", "kid")
 
     def __init__(self, kid: str, alg: str, private_pem: bytes) -> None:
         self.kid = kid
@@ -47,14 +49,18 @@ class Signer:
         if not isinstance(key, expected):
             raise ValueError(f"key {kid} does not fit alg {alg}")
         self._key = key
-        header = {"alg": alg, "kid": kid, "typ": ACCESS_TOKEN_TYP}
-        self._header = b64url(_json(header))
+        # Each kind of token says what it is (RFC 8725 §3.11): an ID token (typ JWT)
+        # must never pass for an access token (typ at+jwt), or the other way round.
+        self._headers = {
+            typ: b64url(_json({"alg": alg, "kid": kid, "typ": typ}))
+            for typ in (ACCESS_TOKEN_TYP, ID_TOKEN_TYP)
+        }
 
     def __repr__(self) -> str:
         return f"Signer(kid={self.kid!r}, alg={self.alg!r})"
 
-    def sign(self, claims: Mapping[str, Any]) -> str:
-        signing_input = self._header + b"." + b64url(_json(claims))
+    def sign(self, claims: Mapping[str, Any], typ: str = ACCESS_TOKEN_TYP) -> str:
+        signing_input = self._headers[typ] + b"." + b64url(_json(claims))
         return (signing_input + b"." + b64url(self._signature(signing_input))).decode("ascii")
 
     def _signature(self, data: bytes) -> bytes:

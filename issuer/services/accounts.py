@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import InvalidClientError, InvalidRequestError, NotFoundError
+from issuer.services.registration import registration
 from issuer.services.scopes import validate_scopes
 from issuer.services.sessions import cut_off_subject
 from issuer.store.base import AuditEvent, ClientRecord, Store
@@ -45,6 +47,9 @@ async def create_client(
     scopes: list[str],
     first_party: bool = False,
     public: bool = False,
+    redirect_uris: Iterable[str] = (),
+    post_logout_redirect_uris: Iterable[str] = (),
+    web_origins: Iterable[str] | None = None,
     actor: str,
 ) -> NewClient:
     name = name.strip()
@@ -53,6 +58,12 @@ async def create_client(
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         # Control characters garble logs and tables, and PostgreSQL refuses NUL outright.
         raise InvalidRequestError("a client name must not contain control characters")
+    redirects, logouts, origins = registration(
+        public=public,
+        redirect_uris=redirect_uris,
+        post_logout_redirect_uris=post_logout_redirect_uris,
+        web_origins=web_origins,
+    )
     secret = None if public else secrets.token_urlsafe(32)
     client = ClientRecord(
         client_id=secrets.token_urlsafe(16),
@@ -61,6 +72,9 @@ async def create_client(
         scopes=validate_scopes(scopes),
         first_party=first_party,
         created_at=clock.now(),
+        redirect_uris=redirects,
+        post_logout_redirect_uris=logouts,
+        web_origins=origins,
     )
     async with store.transaction() as tx:
         await tx.create_client(client)
@@ -70,7 +84,12 @@ async def create_client(
                 actor,
                 "client.create",
                 client.client_id,
-                {"name": name, "scopes": list(client.scopes), "first_party": first_party},
+                {
+                    "name": name,
+                    "scopes": list(client.scopes),
+                    "first_party": first_party,
+                    "redirect_uris": list(redirects),
+                },
             )
         )
     return NewClient(client, secret)
@@ -149,5 +168,8 @@ def client_json(client: ClientRecord) -> dict[str, Any]:
         "first_party": client.first_party,
         "public": client.public,
         "disabled": client.disabled,
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "web_origins": list(client.web_origins),
         "created_at": client.created_at.isoformat().replace("+00:00", "Z"),
     }

@@ -23,6 +23,7 @@ class TokenResponse:
     scope: str
     claims: AccessClaims = field(repr=False)
     refresh_token: str | None = field(default=None, repr=False)
+    id_token: str | None = field(default=None, repr=False)  # OpenID Connect Core §3.1.3.3
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -33,6 +34,8 @@ class TokenResponse:
         }
         if self.refresh_token is not None:
             body["refresh_token"] = self.refresh_token
+        if self.id_token is not None:
+            body["id_token"] = self.id_token
         return body
 
 

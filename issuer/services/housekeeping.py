@@ -15,6 +15,7 @@ from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import DatabaseUnavailableError
 from issuer.store.base import Store
+from issuer.store.login_base import browser_login_store
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL = 600.0
@@ -26,7 +27,11 @@ async def purge_expired(store: Store, settings: Settings, clock: Clock) -> int:
     keep = timedelta(
         seconds=max(settings.access_token_ttl + settings.clock_leeway, settings.login_window)
     )
-    return await store.purge_expired(clock.now(), keep)
+    now = clock.now()
+    deleted = await store.purge_expired(now, keep)
+    async with browser_login_store(store).login() as tx:
+        deleted += await tx.purge_login(now, keep)
+    return deleted
 
 
 async def run_purger(store: Store, settings: Settings, clock: Clock) -> None:

@@ -65,6 +65,10 @@ class ClientRecord:
     first_party: bool
     created_at: datetime
     disabled: bool = False
+    # Browser login (RFC 6749 §3.1.2, OpenID Connect RP-Initiated Logout §3, CORS).
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    web_origins: tuple[str, ...] = ()
 
     @property
     def public(self) -> bool:

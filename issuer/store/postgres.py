@@ -8,14 +8,17 @@ every replica's keyring to reload at once.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 from issuer.store import rows
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
+from issuer.store.login_sql import LoginStatements
 from issuer.store.migrate import PG_MIGRATION_LOCK, SCHEMA_TABLE_POSTGRES, load_migrations, pending
 from issuer.store.pgpool import BoundedPool
+from issuer.store.postgres_login import PostgresLoginStore
 from issuer.store.postgres_sessions import PostgresSessionTx, PostgresUserStore
 from issuer.store.rows import KEY_COLUMNS, as_is
 
@@ -25,8 +28,17 @@ KEYS_CHANNEL = "issuer_keys"
 MIGRATION_TIMEOUT = 3600.0
 
 
-class PostgresTx(PostgresSessionTx):
+class PostgresTx(LoginStatements, PostgresSessionTx):
     """Statements on one connection inside an open transaction."""
+
+    postgres = True
+
+    # LoginStatements' primitives
+    async def _rows(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+        return list(await self.conn.fetch(self._sql(sql), *args))
+
+    async def _exec(self, sql: str, *args: Any) -> None:
+        await self.conn.execute(self._sql(sql), *args)
 
     async def list_keys(self) -> list[KeyRecord]:
         found = await self.conn.fetch(
@@ -76,7 +88,7 @@ class PostgresTx(PostgresSessionTx):
         )
 
 
-class PostgresStore(PostgresUserStore):
+class PostgresStore(PostgresUserStore, PostgresLoginStore):
     dialect = "postgres"  # also the name of its migrations folder, issuer/sql/postgres
 
     def __init__(self, pool: BoundedPool, dsn: str) -> None:

@@ -57,7 +57,8 @@ class PostgresSessionTx:
         try:
             await self.conn.execute(
                 "INSERT INTO clients (client_id, name, secret_hash, scopes, first_party,"
-                " disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                " disabled, created_at, redirect_uris, post_logout_redirect_uris, web_origins)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 client.client_id,
                 client.name,
                 client.secret_hash,
@@ -65,6 +66,9 @@ class PostgresSessionTx:
                 client.first_party,
                 client.disabled,
                 client.created_at,
+                " ".join(client.redirect_uris),
+                " ".join(client.post_logout_redirect_uris),
+                " ".join(client.web_origins),
             )
         except asyncpg.UniqueViolationError:
             raise ConflictError(f"a client named {client.name!r} exists already") from None

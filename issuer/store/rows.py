@@ -127,6 +127,9 @@ def client(row: Row, stamp: Stamp) -> ClientRecord:
         first_party=bool(row["first_party"]),
         created_at=stamp(row["created_at"]),
         disabled=bool(row["disabled"]),
+        redirect_uris=tuple(row["redirect_uris"].split()),
+        post_logout_redirect_uris=tuple(row["post_logout_redirect_uris"].split()),
+        web_origins=tuple(row["web_origins"].split()),
     )
 
 

@@ -13,10 +13,11 @@ import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -24,6 +25,7 @@ from issuer import logs
 from issuer.errors import DatabaseUnavailableError, InvalidRequestError
 from issuer.store import rows
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
+from issuer.store.login_sql import LoginStatements
 from issuer.store.migrate import (
     SCHEMA_TABLE_SQLITE,
     load_migrations,
@@ -32,6 +34,7 @@ from issuer.store.migrate import (
 )
 from issuer.store.rows import KEY_COLUMNS, from_epoch
 from issuer.store.rows import epoch as ts
+from issuer.store.sqlite_login import SQLiteLoginStore
 from issuer.store.sqlite_sessions import SQLiteSessionTx, SQLiteUserStore
 
 
@@ -74,12 +77,20 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-class SQLiteTx(SQLiteSessionTx):
+class SQLiteTx(LoginStatements, SQLiteSessionTx):
     """Statements inside one open transaction (the caller holds the connection lock)."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         super().__init__(db)
         self.scrub = False  # a private key was destroyed: checkpoint the WAL after commit
+
+    # LoginStatements' primitives
+    async def _rows(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+        async with self.db.execute(self._sql(sql), args) as cur:
+            return [dict(zip(r.keys(), r, strict=True)) for r in await cur.fetchall()]
+
+    async def _exec(self, sql: str, *args: Any) -> None:
+        await self.db.execute(self._sql(sql), args)
 
     # KeyScheduleTx
     async def list_keys(self) -> list[KeyRecord]:
@@ -129,7 +140,7 @@ class SQLiteTx(SQLiteSessionTx):
         )
 
 
-class SQLiteStore(SQLiteUserStore):
+class SQLiteStore(SQLiteUserStore, SQLiteLoginStore):
     dialect = "sqlite"
 
     def __init__(self, db: aiosqlite.Connection, *, acquire_timeout: float = 2.0) -> None:

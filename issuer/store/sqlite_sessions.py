@@ -63,7 +63,8 @@ class SQLiteSessionTx:
         try:
             await self.execute(
                 "INSERT INTO clients (client_id, name, secret_hash, scopes, first_party,"
-                " disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " disabled, created_at, redirect_uris, post_logout_redirect_uris, web_origins)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     client.client_id,
                     client.name,
@@ -72,6 +73,9 @@ class SQLiteSessionTx:
                     int(client.first_party),
                     int(client.disabled),
                     ts(client.created_at),
+                    " ".join(client.redirect_uris),
+                    " ".join(client.post_logout_redirect_uris),
+                    " ".join(client.web_origins),
                 ),
             )
         except sqlite3.IntegrityError:

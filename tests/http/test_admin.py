@@ -179,6 +179,37 @@ async def test_create_and_list_clients(admin: TestClient[Any, Any], admin_token:
     assert dup.status == 409
 
 
+async def test_create_a_client_with_redirect_uris(
+    admin: TestClient[Any, Any], admin_token: str
+) -> None:
+    resp = await admin.post(
+        "/admin/clients",
+        json={
+            "name": "web",
+            "scopes": ["openid"],
+            "redirect_uris": ["https://web.example/callback"],
+            "post_logout_redirect_uris": ["https://web.example/"],
+        },
+        headers=bearer(admin_token),
+    )
+    assert resp.status == 201
+    created = await resp.json()
+    assert created["redirect_uris"] == ["https://web.example/callback"]
+    assert created["post_logout_redirect_uris"] == ["https://web.example/"]
+    assert created["web_origins"] == ["https://web.example"]
+    for bad in (
+        {"redirect_uris": "https://web.example/cb"},
+        {"redirect_uris": [1]},
+        {"redirect_uris": ["https://web.example/cb#x"]},
+        {"web_origins": ["https://web.example/path"]},
+    ):
+        refused = await admin.post(
+            "/admin/clients", json={"name": "bad", **bad}, headers=bearer(admin_token)
+        )
+        assert refused.status == 400, bad
+        assert (await refused.json())["error"] == "invalid_request"
+
+
 async def test_admin_routes_are_not_on_the_public_listener(
     client: TestClient[Any, Any], admin_token: str
 ) -> None:

@@ -99,8 +99,8 @@ async def test_discovery_documents_say_only_what_is_true(client: TestClient[Any,
         assert doc["jwks_uri"] == "http://issuer.test/.well-known/jwks.json"
         assert doc["token_endpoint"] == "http://issuer.test/token"
         assert "client_credentials" in doc["grant_types_supported"]
-        assert "authorization_code" not in doc["grant_types_supported"]
+        assert "implicit" not in doc["grant_types_supported"]
         assert {"client_secret_basic", "client_secret_post"} <= set(
             doc["token_endpoint_auth_methods_supported"]
         )
-        assert doc["response_types_supported"] == []
+        assert doc["response_types_supported"] == ["code"]

@@ -189,6 +189,10 @@ async def _one_request(
     resp = await listener.request(method, URL(path, encoded=True), data=body, headers=headers)
     text = await resp.text()
     assert resp.status < 500, (method, path, resp.status, text)
-    if resp.status >= 400:
+    if resp.status >= 400 and resp.content_type == "text/html":
+        # The browser-login pages answer with their error page: never JSON, never a redirect.
+        assert 'role="alert"' in text, (method, path, text)
+        assert "Location" not in resp.headers, (method, path)
+    elif resp.status >= 400:
         # The documented error format: RFC 6749 JSON.
         assert "error" in json.loads(text), (method, path, text)
