@@ -78,16 +78,33 @@ class PostgresTx(PostgresSessionTx):
 class PostgresStore(PostgresUserStore):
     dialect = "postgres"  # also the name of its migrations folder, issuer/sql/postgres
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str, session_state: set[int]) -> None:
         self.pool = pool
         self.dsn = dsn
+        # Server pids of pooled connections that hold session state (the migration's
+        # session advisory lock) until their next release: only those pay the reset.
+        self._session_state = session_state
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+        session_state: set[int] = set()
+
+        async def reset(conn: asyncpg.Connection) -> None:
+            # asyncpg has already rolled back an open transaction and dropped listeners;
+            # its default reset adds a round trip per release (UNLISTEN *, RESET ALL,
+            # pg_advisory_unlock_all(), CLOSE ALL) for state no pooled connection holds
+            # here: LISTEN has a connection of its own (issuer/notify.py), no statement
+            # sets a session variable or opens a cursor, and the one session lock
+            # (migrate) marks its connection.
+            pid = conn.get_server_pid()
+            if pid in session_state:
+                session_state.discard(pid)
+                await conn.execute(conn.get_reset_query())
+
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, command_timeout=30
+            dsn, min_size=min_size, max_size=max_size, command_timeout=30, reset=reset
         )
-        return cls(pool, dsn)
+        return cls(pool, dsn, session_state)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -103,7 +120,9 @@ class PostgresStore(PostgresUserStore):
     async def migrate(self) -> list[str]:
         available = load_migrations(self.dialect)
         async with self.pool.acquire() as conn:
-            # Session lock: held across the per-migration transactions below.
+            # Session lock: held across the per-migration transactions below. Should its
+            # unlock fail, the full reset on release drops it.
+            self._session_state.add(conn.get_server_pid())
             await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK)
             try:
                 await conn.execute(SCHEMA_TABLE_POSTGRES)
