@@ -195,6 +195,8 @@ class Settings:
     tls_key_file: Path | None = None
     log_level: str = "INFO"
     log_format: str = "json"
+    # `issuer serve` runs its event loop on uvloop when it is installed.
+    uvloop: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -356,6 +358,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "tls_key_file": _optional_path,
     "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR"), str.upper),
     "log_format": _choice(("json", "text"), str.lower),
+    "uvloop": parse_bool,
 }
 # Variables read elsewhere (tests, tooling) that are not settings of the server.
 _OTHER = {"ISSUER_TEST_POSTGRES", "ISSUER_TEST_POSTGRES_DSN"}
