@@ -17,6 +17,7 @@ client created anywhere is usable at once.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from issuer.clock import Clock
@@ -35,14 +36,31 @@ class ClientCache:
         # Bumped by every invalidation: a lookup that began before one must not put back
         # the row it read, which may be the one the invalidation was about.
         self._epoch = 0
+        # One read per client at a time: when an entry ages out under load, every
+        # request for it would otherwise read the same row at once.
+        self._reading: dict[str, asyncio.Future[ClientRecord | None]] = {}
 
     async def get_client(self, client_id: str) -> ClientRecord | None:
         now = self._clock.now()
         entry = self._entries.get(client_id)
         if entry is not None and now < entry[1]:
             return entry[0]
-        epoch = self._epoch
-        client = await self._store.get_client(client_id)
+        reading = self._reading.get(client_id)
+        if reading is None:
+            # A task of its own: a caller that is cancelled (its client hung up) does
+            # not cancel the read the others wait for.
+            reading = asyncio.ensure_future(self._read(client_id))
+            reading.add_done_callback(_retrieve)
+            self._reading[client_id] = reading
+        return await asyncio.shield(reading)
+
+    async def _read(self, client_id: str) -> ClientRecord | None:
+        epoch, now = self._epoch, self._clock.now()
+        try:
+            client = await self._store.get_client(client_id)
+        finally:
+            if self._reading.get(client_id) is asyncio.current_task():
+                del self._reading[client_id]
         if client is not None and epoch == self._epoch:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
@@ -56,5 +74,15 @@ class ClientCache:
         self._epoch += 1
         if client_id is None:
             self._entries.clear()
+            self._reading.clear()
         else:
             self._entries.pop(client_id, None)
+            # A request from now on reads the row afresh rather than join a read that
+            # may have begun before the change.
+            self._reading.pop(client_id, None)
+
+
+def _retrieve(task: asyncio.Future[ClientRecord | None]) -> None:
+    # Every waiter may have gone: the error is theirs to see, not asyncio's to log.
+    if not task.cancelled():
+        task.exception()

@@ -13,6 +13,9 @@ from aiohttp.test_utils import TestClient
 from issuer.app import create_app
 from issuer.clock import SettableClock
 from issuer.config import Settings
+from issuer.context import Context
+from issuer.services.clients import ClientCache
+from issuer.store.base import ClientRecord
 from tests.conftest import ClientFactory, MakeClient, RegisteredClient, basic_auth
 
 REFRESH_INTERVAL = 60
@@ -67,3 +70,24 @@ async def test_a_disabled_client_is_refused_at_once_here_and_within_the_interval
     resp = await admin.patch(path, json={"disabled": False}, headers=bearer)
     assert resp.status == 200
     assert await token_status(client, registered) == 200
+
+
+async def test_requests_that_find_an_entry_aged_out_share_one_read(
+    ctx: Context, clock: SettableClock, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered = await make_client(scopes="read")
+    reads: list[str] = []
+    get_client = ctx.store.get_client
+
+    async def counting(client_id: str) -> ClientRecord | None:
+        reads.append(client_id)
+        return await get_client(client_id)
+
+    monkeypatch.setattr(ctx.store, "get_client", counting)
+    cache = ClientCache(ctx.store, clock, REFRESH_INTERVAL)
+    for _ in range(2):
+        found = await asyncio.gather(*(cache.get_client(registered.client_id) for _ in range(32)))
+        assert {c.client_id for c in found if c is not None} == {registered.client_id}
+        assert len(found) == 32
+        clock.advance(REFRESH_INTERVAL + 1)  # the entry ages out
+    assert reads == [registered.client_id] * 2
