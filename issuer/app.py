@@ -24,6 +24,7 @@ from issuer.kek import load_kek
 from issuer.keyring import Keyring
 from issuer.notify import follow_key_changes
 from issuer.services import housekeeping, passwords
+from issuer.services.clients import ClientCache
 from issuer.services.keys import KeyService, run_key_schedule
 from issuer.services.users import user_store
 from issuer.store.postgres import PostgresStore
@@ -100,7 +101,8 @@ async def start(ctx: Context, *, setup: bool = True) -> None:
     except BaseException:
         await store.close()
         raise
-    ctx.attach(Opened(store, keyring, keys))
+    clients = ClientCache(store, clock, float(settings.key_refresh_interval))
+    ctx.attach(Opened(store, keyring, keys, clients))
 
 
 async def stop(ctx: Context) -> None:
@@ -153,7 +155,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             asyncio.create_task(purger, name="session-purger"),
         ]
         if isinstance(ctx.store, PostgresStore):
-            follow = follow_key_changes(ctx.store.dsn, wake.set)
+            follow = follow_key_changes(ctx.store.dsn, wake.set, ctx.clients.forget)
             tasks.append(asyncio.create_task(follow, name="key-changes"))
         try:
             yield

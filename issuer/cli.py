@@ -368,6 +368,20 @@ def _protect_identifier(argv: list[str]) -> list[str]:
     return argv
 
 
+def _loop_factory(
+    settings: Settings, command: Command
+) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop for ``serve`` when installed and not turned off (``ISSUER_UVLOOP``);
+    asyncio's own loop for every other command."""
+    if command is not cmd_serve or not settings.uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(
         _protect_identifier(list(sys.argv[1:] if argv is None else argv))
@@ -382,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.log_format)
     try:
         command: Command = args.run
-        return asyncio.run(command(settings, args))
+        with asyncio.Runner(loop_factory=_loop_factory(settings, command)) as runner:
+            return runner.run(command(settings, args))
     except ConfigError as exc:
         print(f"issuer: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -208,6 +208,8 @@ class Settings:
     display_name: str = "issuer"
     login_stylesheet: Path | None = None
     browser_session_ttl: int = 12 * 3600
+    # `issuer serve` runs its event loop on uvloop when it is installed.
+    uvloop: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -384,6 +386,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "display_name": _non_empty,
     "login_stylesheet": _optional_path,
     "browser_session_ttl": parse_duration,
+    "uvloop": parse_bool,
 }
 # Variables read elsewhere (tests, tooling) that are not settings of the server.
 _OTHER = {"ISSUER_TEST_POSTGRES", "ISSUER_TEST_POSTGRES_DSN"}

@@ -30,7 +30,7 @@ import ssl
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -134,7 +134,8 @@ class _Refused(asyncio.Protocol):
     """A connection over the cap: told 503 and closed, holding its descriptor a moment only."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport, though not an asyncio.Transport subclass under uvloop.
+        transport = cast(asyncio.Transport, transport)
         transport.write(
             _error_bytes(
                 503,

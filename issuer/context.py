@@ -7,17 +7,20 @@ from dataclasses import dataclass
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.keyring import Keyring
+from issuer.services.clients import ClientCache
 from issuer.services.keys import KeyService
 from issuer.store.base import Store
 
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """What start-up opens: the store, the key cache (read) and the key commands (write)."""
+    """What start-up opens: the store, the key cache (read) and the key commands (write),
+    and the client cache."""
 
     store: Store
     keyring: Keyring
     keys: KeyService
+    clients: ClientCache
 
 
 class Context:
@@ -60,6 +63,10 @@ class Context:
     @property
     def keys(self) -> KeyService:
         return self._parts.keys
+
+    @property
+    def clients(self) -> ClientCache:
+        return self._parts.clients
 
     @property
     def started(self) -> bool:

@@ -169,6 +169,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> int:
             settings.admin_host,
             socks[1].getsockname()[1],
             settings.issuer,
+            extra={"event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0]},
         )
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -197,3 +197,54 @@ def test_overload_lines_are_one_per_condition_per_interval(log_lines: io.StringI
     lines = [d for d in parsed(log_lines) if d.get("condition") == "test:flood"]
     assert len(lines) == 1
     assert lines[0]["event"].startswith("connections refused: ISSUER_MAX_CONNECTIONS reached")
+
+
+def test_access_line_written_directly_matches_the_formatted_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With only the configured JSON handler, ``access`` skips the LogRecord: same line."""
+    direct, via_record = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    monkeypatch.setattr(logs, "_json_handler", None)
+    monkeypatch.setattr(sys, "stderr", direct)
+    made: list[str] = []
+    make_record = logging.Logger.makeRecord
+
+    def counting(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(self.name)
+        return make_record(self, *args, **kwargs)
+
+    monkeypatch.setattr(logging.Logger, "makeRecord", counting)
+    rid, route = request_id_var.set("req-7"), route_var.set("/token")
+    try:
+        logs.configure("INFO", "json")
+        logs.access("POST", "/token", 401, 3.14159, quiet=False)
+        logs.access("GET", "/livez", 200, 0.5, quiet=True)  # DEBUG: below INFO
+        assert made == []
+        # A second handler: the record goes to both, so it is made and formatted as ever.
+        second = logging.StreamHandler(via_record)
+        second.setFormatter(JSONFormatter())
+        root.addHandler(second)
+        logs.access("POST", "/token", 401, 3.14159, quiet=False)
+        assert made == ["issuer.access"]
+    finally:
+        request_id_var.reset(rid)
+        route_var.reset(route)
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
+    first, *rest = direct.getvalue().splitlines()
+    assert len(rest) == 1  # the second line: the formatted record, to stderr as well
+    fast, slow = json.loads(first), json.loads(via_record.getvalue())
+    assert list(fast) == list(slow)
+    assert {k: v for k, v in fast.items() if k != "time"} == {
+        k: v for k, v in slow.items() if k != "time"
+    }
+    assert fast["event"] == "POST /token 401"
+    assert fast["duration_ms"] == 3.14
+    assert fast["time"][:19] <= slow["time"][:19]
+    assert len(fast["time"]) == len(slow["time"])
+    assert fast["time"].endswith("+00:00")

@@ -195,3 +195,14 @@ def _judge(results: list[Outcome], served: Served) -> None:
         f"{len(results) - len(ok) - len(refused)} dropped before the app saw them"
     )
     assert "Traceback" not in served.logs()
+
+
+@pytest.mark.parametrize(("setting", "loop"), [("true", "uvloop"), ("false", "asyncio")])
+def test_serve_runs_on_uvloop_unless_turned_off(tmp_path: Path, setting: str, loop: str) -> None:
+    env = issuer_env(tmp_path, ISSUER_WORKERS="1", ISSUER_UVLOOP=setting)
+    with serve(env, tmp_path / "issuer.log") as served:
+        served.wait_ready()
+        started = [d for d in served.log_lines() if "serving on" in d.get("event", "")]
+        assert [d["event_loop"] for d in started] == [loop]
+        status, _ = http(served.public + "/.well-known/jwks.json")
+        assert status == 200

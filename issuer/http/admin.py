@@ -226,6 +226,7 @@ async def handle_patch_client(request: web.Request) -> web.Response:
         request.match_info["client_id"],
         disabled=disabled,
         actor=actor(request),
+        cache=ctx.clients,
     )
     return json_response(client_json(client))
 

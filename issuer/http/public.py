@@ -41,7 +41,7 @@ GrantHandler = Callable[[Context, web.Request, Form], Awaitable[TokenResponse]]
 
 async def grant_client_credentials(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
     creds = client_credentials_of(request, form)
-    client = await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
+    client = await authenticate_client(ctx.clients, creds.client_id, creds.client_secret)
     return grants.client_credentials(
         ctx.keyring, ctx.settings, ctx.clock, client, form.get("scope")
     )

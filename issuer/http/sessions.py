@@ -36,7 +36,7 @@ from issuer.services.users import user_store
 
 async def grant_password(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
     creds = client_credentials_of(request, form)
-    client = await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
+    client = await authenticate_client(ctx.clients, creds.client_id, creds.client_secret)
     return await login.password_grant(
         user_store(ctx.store),
         ctx.keyring,
@@ -52,7 +52,7 @@ async def grant_password(ctx: Context, request: web.Request, form: Form) -> Toke
 
 async def grant_refresh_token(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
     creds = client_credentials_of(request, form)
-    client = await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
+    client = await authenticate_client(ctx.clients, creds.client_id, creds.client_secret)
     return await sessions.refresh(
         user_store(ctx.store),
         ctx.keyring,
@@ -120,7 +120,7 @@ async def handle_revoke(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     form = await read_form(request)
     creds = client_credentials_of(request, form)
-    client = await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
+    client = await authenticate_client(ctx.clients, creds.client_id, creds.client_secret)
     await revocation.revoke(
         user_store(ctx.store),
         ctx.keyring,
@@ -162,7 +162,9 @@ async def handle_introspect(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     form = await read_form(request)
     creds = client_credentials_of(request, form)
-    client = await authenticate_confidential_client(ctx.store, creds.client_id, creds.client_secret)
+    client = await authenticate_confidential_client(
+        ctx.clients, creds.client_id, creds.client_secret
+    )
     body = await revocation.introspect(
         user_store(ctx.store), ctx.keyring, ctx.clock, client=client, token=form.require("token")
     )
@@ -219,7 +221,7 @@ FEED_ITEM = {
 async def handle_revocations(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     creds = client_credentials_of(request, Form({}))
-    await authenticate_confidential_client(ctx.store, creds.client_id, creds.client_secret)
+    await authenticate_confidential_client(ctx.clients, creds.client_id, creds.client_secret)
     only_query(request, {"after"})
     page = await revocation.revocation_feed(
         user_store(ctx.store), ctx.clock, request.query.get("after")

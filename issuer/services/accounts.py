@@ -13,7 +13,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from issuer.clock import Clock
 from issuer.config import Settings
@@ -23,8 +23,17 @@ from issuer.services.scopes import validate_scopes
 from issuer.services.sessions import cut_off_subject
 from issuer.store.base import AuditEvent, ClientRecord, Store
 
+if TYPE_CHECKING:
+    from issuer.services.clients import ClientCache
+
 MAX_CLIENT_NAME = 200
 _DUMMY_HASH = hashlib.sha256(b"no such client").hexdigest()
+
+
+class ClientSource(Protocol):
+    """Where client rows come from: the store, or a worker's :class:`ClientCache`."""
+
+    async def get_client(self, client_id: str) -> ClientRecord | None: ...
 
 
 def hash_client_secret(secret: str) -> str:
@@ -96,7 +105,7 @@ async def create_client(
 
 
 async def authenticate_client(
-    store: Store, client_id: str, client_secret: str | None
+    store: ClientSource, client_id: str, client_secret: str | None
 ) -> ClientRecord:
     """The client, if ``client_secret`` is right (or the client is public and sent none)."""
     client = await store.get_client(client_id)
@@ -126,10 +135,19 @@ async def find_client(store: Store, ref: str) -> ClientRecord:
 
 
 async def set_client_disabled(
-    store: Store, settings: Settings, clock: Clock, ref: str, *, disabled: bool, actor: str
+    store: Store,
+    settings: Settings,
+    clock: Clock,
+    ref: str,
+    *,
+    disabled: bool,
+    actor: str,
+    cache: ClientCache | None = None,
 ) -> ClientRecord:
     """Disable (or enable) a client. Disabling also cuts off every token it holds:
-    a client-credentials token's ``sub`` is the client_id, so one feed entry covers them."""
+    a client-credentials token's ``sub`` is the client_id, so one feed entry covers them.
+    This worker's ``cache`` forgets the client at once; other workers' caches through
+    the change notification or within the key refresh interval."""
     client = await find_client(store, ref)
     # One unit of work: a disabled client whose cut-off never reached the feed would
     # keep passing offline verifiers.
@@ -143,11 +161,13 @@ async def set_client_disabled(
             await cut_off_subject(
                 tx, settings, clock, client.client_id, actor=actor, action="client.revoke_tokens"
             )
+    if cache is not None:
+        cache.forget(client.client_id)
     return updated
 
 
 async def authenticate_confidential_client(
-    store: Store, client_id: str, client_secret: str | None
+    store: ClientSource, client_id: str, client_secret: str | None
 ) -> ClientRecord:
     """As :func:`authenticate_client`, refusing public clients (RFC 7662 §2.1)."""
     client = await authenticate_client(store, client_id, client_secret)

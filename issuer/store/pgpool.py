@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -100,6 +100,7 @@ class BoundedPool:
         max_size: int,
         acquire_timeout: float,
         statement_timeout: float,
+        reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
     ) -> BoundedPool:
         # No connection floor: asyncpg would keep it up from a background task that logs
         # a traceback at every retry while the database is down. Connections are opened
@@ -110,6 +111,7 @@ class BoundedPool:
             max_size=max_size,
             command_timeout=statement_timeout,
             timeout=acquire_timeout,  # opening a connection
+            reset=reset,
         )
         try:
             async with pool.acquire(timeout=acquire_timeout):

@@ -13,6 +13,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from issuer.store import rows
 from issuer.store.base import AuditEvent, ClientRecord, KeyRecord
 from issuer.store.login_sql import LoginStatements
@@ -91,9 +93,12 @@ class PostgresTx(LoginStatements, PostgresSessionTx):
 class PostgresStore(PostgresUserStore, PostgresLoginStore):
     dialect = "postgres"  # also the name of its migrations folder, issuer/sql/postgres
 
-    def __init__(self, pool: BoundedPool, dsn: str) -> None:
+    def __init__(self, pool: BoundedPool, dsn: str, session_state: set[int]) -> None:
         self.pool = pool
         self.dsn = dsn
+        # Server pids of pooled connections that hold session state (the migration's
+        # session advisory lock) until their next release: only those pay the reset.
+        self._session_state = session_state
 
     @classmethod
     async def open(
@@ -104,13 +109,28 @@ class PostgresStore(PostgresUserStore, PostgresLoginStore):
         acquire_timeout: float = 2.0,
         statement_timeout: float = 5.0,
     ) -> PostgresStore:
+        session_state: set[int] = set()
+
+        async def reset(conn: asyncpg.Connection) -> None:
+            # asyncpg has already rolled back an open transaction and dropped listeners;
+            # its default reset adds a round trip per release (UNLISTEN *, RESET ALL,
+            # pg_advisory_unlock_all(), CLOSE ALL) for state no pooled connection holds
+            # here: LISTEN has a connection of its own (issuer/notify.py), no statement
+            # sets a session variable or opens a cursor, and the one session lock
+            # (migrate) marks its connection.
+            pid = conn.get_server_pid()
+            if pid in session_state:
+                session_state.discard(pid)
+                await conn.execute(conn.get_reset_query())
+
         pool = await BoundedPool.create(
             dsn,
             max_size=max_size,
             acquire_timeout=acquire_timeout,
             statement_timeout=statement_timeout,
+            reset=reset,
         )
-        return cls(pool, dsn)
+        return cls(pool, dsn, session_state)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -126,7 +146,9 @@ class PostgresStore(PostgresUserStore, PostgresLoginStore):
     async def migrate(self) -> list[str]:
         available = load_migrations(self.dialect)
         async with self.pool.acquire() as conn:
-            # Session lock: held across the per-migration transactions below.
+            # Session lock: held across the per-migration transactions below. Should its
+            # unlock fail, the full reset on release drops it.
+            self._session_state.add(conn.get_server_pid())
             slow = MIGRATION_TIMEOUT
             await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK, timeout=slow)
             try:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from issuer.store.postgres import PostgresTx
 
 PG_REVOCATION_LOCK = 0x15_5E_ED_03
+CLIENTS_CHANNEL = "issuer_clients"
 
 
 _FIND_REFRESH = numbered(rows.FIND_REFRESH)
@@ -77,6 +78,8 @@ class PostgresSessionTx:
         row = await self.conn.fetchrow(
             "UPDATE clients SET disabled = $1 WHERE client_id = $2 RETURNING *", disabled, client_id
         )
+        # Delivered on commit: every worker's client cache forgets the row at once.
+        await self.conn.execute("SELECT pg_notify($1, $2)", CLIENTS_CHANNEL, client_id)
         return None if row is None else rows.client(row, as_is)
 
     async def create_user(self, user: UserRecord) -> None:

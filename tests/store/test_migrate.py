@@ -10,6 +10,7 @@ from issuer.app import open_store
 from issuer.config import Settings
 from issuer.errors import MigrationError
 from issuer.store.migrate import load_migrations, pending, sqlite_statements
+from issuer.store.postgres import PostgresStore
 
 
 @pytest.fixture
@@ -82,3 +83,18 @@ def _dialect(store: object) -> str:
     dialect = getattr(store, "dialect", "")
     assert isinstance(dialect, str)
     return dialect
+
+
+async def test_postgres_pool_hands_out_no_connection_holding_the_migration_lock(
+    postgres_url: str,
+) -> None:
+    """The pool skips asyncpg's reset query on release, except after a session lock."""
+    store = await PostgresStore.open(postgres_url, max_size=1)
+    try:
+        await store.migrate()
+        held = await store.pool.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+        assert held == 0
+    finally:
+        await store.close()
