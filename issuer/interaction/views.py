@@ -121,6 +121,7 @@ async def handle_login(request: web.Request) -> web.StreamResponse:
             ctx.clock,
             interaction_id=interaction_id,
             browser_secret=browser_secret,
+            session_secret=cookies.read(request, cookies.session_cookie(settings)),
             csrf=form.get("csrf"),
             username=form.get("username"),
             password=form.get("password"),

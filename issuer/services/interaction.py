@@ -29,6 +29,7 @@ from issuer.services.authorization import (
 from issuer.services.browser_sessions import (
     csrf_ok,
     csrf_token,
+    current_session,
     hash_secret,
     open_browser_session,
 )
@@ -36,6 +37,7 @@ from issuer.services.login import check_password, confirm_login
 from issuer.store.base import AuditEvent, ClientRecord, UserRecord
 from issuer.store.login_base import (
     BrowserLoginStore,
+    BrowserSessionRecord,
     ConsentRecord,
     InteractionRecord,
     LoginTx,
@@ -160,6 +162,7 @@ async def login(
     *,
     interaction_id: str,
     browser_secret: str | None,
+    session_secret: str | None,
     csrf: str | None,
     username: str | None,
     password: str | None,
@@ -196,6 +199,8 @@ async def login(
         # Too long a username or password: the same answer, nothing more to say.
         raise LoginFailedError(form, "The username or password is wrong.", 400) from None
     user = checked.user
+    # The browser's session until now (prompt=login, max_age, another user): replaced below.
+    previous = await current_session(store, clock, session_secret)
     now = clock.now()
     wants_consent = await needs_consent(store, client, request, user.user_id)
     busy = LoginFailedError(
@@ -220,6 +225,7 @@ async def login(
                 browser_secret,
                 wants_consent,
                 address,
+                previous,
             )
     if done is None:
         raise busy
@@ -237,8 +243,19 @@ async def _signed_in(
     browser_secret: str,
     wants_consent: bool,
     address: str | None,
+    previous: BrowserSessionRecord | None,
 ) -> LoginDone:
     secret, session = await open_browser_session(tx, settings, now, user.user_id)
+    if previous is not None:
+        # A browser holds one session. The same user signing in again keeps what the
+        # first login started, so the browser's sign-out still ends it; another user
+        # signing in ends the previous user's session here, as a sign-out would.
+        if previous.user_id == user.user_id:
+            await tx.move_session_families(previous.session_hash, session.session_hash)
+            await tx.end_browser_session(previous.session_hash, now)
+        else:
+            for family_id in await tx.end_browser_session(previous.session_hash, now):
+                await tx.revoke_family(family_id, now, settings.clock_leeway)
     await tx.add_audit(
         AuditEvent(
             now,

@@ -98,6 +98,13 @@ class LoginStatements:
             session_hash,
         )
 
+    async def move_session_families(self, from_hash: str, to_hash: str) -> None:
+        await self._exec(
+            "UPDATE browser_session_families SET session_hash = ? WHERE session_hash = ?",
+            to_hash,
+            from_hash,
+        )
+
     # -- interactions --
     async def insert_interaction(self, interaction: InteractionRecord) -> None:
         await self._exec(

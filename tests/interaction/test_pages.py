@@ -323,6 +323,80 @@ async def test_logout_ends_the_browser_session_and_its_refresh_families(
     assert query_of(none.headers["Location"])["error"] == "login_required"
 
 
+async def _code_tokens(
+    client: TestClient[Any, Any], rp: RegisteredClient, location: str, pkce: Pkce
+) -> dict[str, Any]:
+    resp = await exchange(
+        client,
+        query_of(location)["code"],
+        client_id=rp.client_id,
+        verifier=pkce.verifier,
+        headers=rp.basic(),
+    )
+    assert resp.status == 200
+    tokens: dict[str, Any] = await resp.json()
+    return tokens
+
+
+async def _sign_out(client: TestClient[Any, Any], rp: RegisteredClient) -> None:
+    ask = await client.get("/end_session", params={"client_id": rp.client_id})
+    action, csrf = form_of(await ask.text())
+    done = await client.post(
+        action, data={"csrf": csrf, "client_id": rp.client_id}, allow_redirects=False
+    )
+    assert done.status in (200, 303)
+
+
+async def test_logout_after_a_second_login_also_ends_the_first_logins_families(
+    client: TestClient[Any, Any],
+    rp: RegisteredClient,
+    user: RegisteredUser,
+    make_user: MakeUser,
+    refresh: Refresh,
+) -> None:
+    # prompt=login replaces the browser's session: what the first login started must
+    # still end with the browser's sign-out, not live on in a session no cookie names.
+    first = Pkce.make()
+    location = await sign_in(
+        client, authorize_query(rp.client_id, first), user.username, user.password
+    )
+    before = await _code_tokens(client, rp, location, first)
+    second = Pkce.make()
+    location = await sign_in(
+        client, authorize_query(rp.client_id, second, prompt="login"), user.username, user.password
+    )
+    after = await _code_tokens(client, rp, location, second)
+    await _sign_out(client, rp)
+    assert (await refresh(rp, after["refresh_token"])).status == 400
+    assert (await refresh(rp, before["refresh_token"])).status == 400
+
+
+async def test_another_user_signing_in_on_the_browser_ends_the_previous_users_session(
+    client: TestClient[Any, Any],
+    rp: RegisteredClient,
+    user: RegisteredUser,
+    make_user: MakeUser,
+    refresh: Refresh,
+) -> None:
+    first = Pkce.make()
+    location = await sign_in(
+        client, authorize_query(rp.client_id, first), user.username, user.password
+    )
+    previous = await _code_tokens(client, rp, location, first)
+    other = await make_user()
+    second = Pkce.make()
+    location = await sign_in(
+        client,
+        authorize_query(rp.client_id, second, prompt="login"),
+        other.username,
+        other.password,
+    )
+    current = await _code_tokens(client, rp, location, second)
+    # The browser now belongs to the second user: the first user's sessions from it ended.
+    assert (await refresh(rp, previous["refresh_token"])).status == 400
+    assert (await refresh(rp, current["refresh_token"])).status == 200
+
+
 async def test_logout_never_redirects_to_an_unregistered_uri(
     client: TestClient[Any, Any], rp: RegisteredClient
 ) -> None:
