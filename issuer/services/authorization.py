@@ -219,10 +219,10 @@ def needs_login(
 async def needs_consent(
     store: BrowserLoginStore, client: ClientRecord, request: AuthorizationRequest, user_id: str
 ) -> bool:
+    if "consent" in request.prompt:
+        return True  # OpenID Connect Core §3.1.2.1: asked for, even by a first-party client
     if client.first_party:
         return False  # the operator's own applications
-    if "consent" in request.prompt:
-        return True
     consent = await store.get_consent(user_id, client.client_id)
     return consent is None or any(s not in consent.scope for s in request.scope)
 

@@ -397,6 +397,20 @@ async def test_another_user_signing_in_on_the_browser_ends_the_previous_users_se
     assert (await refresh(rp, current["refresh_token"])).status == 200
 
 
+async def test_prompt_consent_shows_the_consent_page_even_to_a_first_party_client(
+    client: TestClient[Any, Any], rp: RegisteredClient, user: RegisteredUser
+) -> None:
+    quiet = await sign_in(
+        client, authorize_query(rp.client_id, Pkce.make()), user.username, user.password
+    )
+    assert "code" in query_of(quiet)
+    asked = await start(client, authorize_query(rp.client_id, Pkce.make(), prompt="consent"))
+    assert asked.status == 303
+    page = await client.get(asked.headers["Location"])
+    assert page.status == 200
+    assert "Allow" in await page.text()
+
+
 async def test_logout_never_redirects_to_an_unregistered_uri(
     client: TestClient[Any, Any], rp: RegisteredClient
 ) -> None:
