@@ -29,8 +29,6 @@ from tests.conftest import (
     MakeClient,
     MakeUser,
     Refresh,
-    RegisteredClient,
-    RegisteredUser,
 )
 from tests.dbproxy import PostgresProxy
 
@@ -91,14 +89,15 @@ async def assert_unavailable(request: Any, bound: float) -> None:
     assert elapsed < bound, elapsed
 
 
-def grants(
-    client: TestClient[Any, Any],
-    service: RegisteredClient,
-    app: RegisteredClient,
-    user: RegisteredUser,
-    refresh_token: str,
+@pytest.fixture
+async def grants(
+    client: TestClient[Any, Any], make_client: MakeClient, make_user: MakeUser, login: Login
 ) -> dict[str, Any]:
-    """The three grants, each as a fresh request coroutine factory."""
+    """The three grants (made while the database answers), each a request factory."""
+    service = await make_client()
+    app = await make_client(first_party=True)
+    user = await make_user()
+    refresh_token = (await login(app, user))["refresh_token"]
     return {
         "client_credentials": lambda: client.post(
             "/token", data={"grant_type": "client_credentials"}, headers=service.basic()
@@ -120,17 +119,11 @@ async def test_cut_answers_503_fast_logs_once_and_recovers(
     client: TestClient[Any, Any],
     admin: TestClient[Any, Any],
     proxy: PostgresProxy,
-    make_client: MakeClient,
-    make_user: MakeUser,
-    login: Login,
+    grants: dict[str, Any],
     overload_lines: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    service = await make_client()
-    app = await make_client(first_party=True)
-    user = await make_user()
-    tokens = await login(app, user)
-    requests = grants(client, service, app, user, tokens["refresh_token"])
+    requests = grants
 
     proxy.cut()
     caplog.clear()
@@ -168,17 +161,11 @@ async def test_stall_answers_503_within_the_bounds_and_recovers(
     client: TestClient[Any, Any],
     admin: TestClient[Any, Any],
     proxy: PostgresProxy,
-    make_client: MakeClient,
-    make_user: MakeUser,
-    login: Login,
+    grants: dict[str, Any],
     overload_lines: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    service = await make_client()
-    app = await make_client(first_party=True)
-    user = await make_user()
-    tokens = await login(app, user)
-    requests = grants(client, service, app, user, tokens["refresh_token"])
+    requests = grants
 
     proxy.stall()
     caplog.clear()
