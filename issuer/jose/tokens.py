@@ -39,7 +39,12 @@ class Signer:
     def __init__(self, kid: str, alg: str, private_pem: bytes) -> None:
         self.kid = kid
         self.alg = alg
-        key = serialization.load_pem_private_key(private_pem, password=None)
+        # Only keys this service generated reach here, unwrapped by AES-GCM (which
+        # authenticates them and binds them to their kid): cryptography's RSA consistency
+        # check (~20 ms per key) would only re-prove that on every start and rotation.
+        key = serialization.load_pem_private_key(
+            private_pem, password=None, unsafe_skip_rsa_key_validation=True
+        )
         expected = {
             "RS256": rsa.RSAPrivateKey,
             "PS256": rsa.RSAPrivateKey,
