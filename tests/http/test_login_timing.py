@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +17,10 @@ from issuer.config import Settings
 from issuer.services import passwords
 from tests.conftest import ClientFactory, MakeClient, MakeUser, RegisteredClient
 
+# The service's real argon2 parameters: with the suite's cheap ones a hash is too short
+# to hide anything, or to show what the test is looking for.
+pytestmark = pytest.mark.real_argon2
+
 TRIES = 15
 FRESH_STARTS = 3
 
@@ -24,6 +29,18 @@ def cold_start_app(settings: Settings, clock: SettableClock) -> web.Application:
     """An app in a process where no unknown-user login happened yet: no dummy hash."""
     passwords._dummy_hash.cache_clear()
     return create_app(settings, clock=clock)
+
+
+@pytest.fixture(autouse=True)
+def hashing_at_normal_priority(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The hashes are timed against each other, not against the rest of the machine: at
+    nice 10 they would get whatever CPU the other tests running alongside leave over,
+    and that noise, not the code under test, would decide the ratios."""
+    monkeypatch.setattr(passwords, "LOGIN_NICE", 0)
+    passwords._pool.cache_clear()  # new threads, started at the event loop's priority
+    yield
+    passwords._pool().shutdown(wait=False)
+    passwords._pool.cache_clear()
 
 
 @pytest.fixture
