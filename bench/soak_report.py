@@ -28,10 +28,10 @@ def percentile(values: list[float], q: float) -> float:
 def rss_growth(samples: list[tuple[float, int]], half: float) -> tuple[float, int, int] | None:
     """Growth of the RSS floor over the second half of the run (or of the worker's life).
 
-    Each password hash holds 64 MiB (argon2id, argon2-cffi's defaults) while it runs,
-    up to one per core at once, so RSS jumps by 64 MiB steps and back many times a
-    second. A leak raises the floor under those steps: compare the lowest sample of
-    the window's first third with the lowest of its last third.
+    The samples leave out argon2's working memory (64 MiB per hash in flight, see
+    ``rss_kib``), yet RSS still moves with what the allocator keeps: a leak raises
+    the floor under those moves, so compare the lowest sample of the window's first
+    third with the lowest of its last third.
     """
     if not samples:
         return None
@@ -221,7 +221,7 @@ def show(report: dict[str, Any], load: tuple[float, float, float]) -> None:
             f"worker {pid}: RSS floor {(m['floor_start_kib'] or 0) / 1024:.1f} -> "
             f"{(m['floor_end_kib'] or 0) / 1024:.1f} MiB over the second half ({growth}); "
             f"first sample {m['first_kib'] / 1024:.1f} MiB, peak {m['peak_kib'] / 1024:.1f} MiB "
-            f"(argon2: 64 MiB per hash in flight); {m['samples']} samples"
+            f"(argon2's 64 MiB per hash in flight not counted); {m['samples']} samples"
             + ("" if m["judged"] else "; too young to judge")
         )
     log = report["server_log"]
