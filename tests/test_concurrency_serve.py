@@ -85,7 +85,7 @@ class Api:
 
 
 async def _refresh_races(api: Api, user: tuple[str, str]) -> None:
-    for trials, width in ((20, 2), (5, 50)):
+    for trials, width in ((10, 2), (3, 50)):
         for _ in range(trials):
             token = (await api.login(user))["refresh_token"]
             results = await asyncio.gather(*(api.refresh(token) for _ in range(width)))
@@ -139,7 +139,7 @@ def _b64(part: str) -> bytes:
 
 
 async def _logout_revoke_refresh(api: Api, user: tuple[str, str]) -> None:
-    for _ in range(30):
+    for _ in range(15):
         first, second = await api.login(user), await api.login(user)
         statuses = await asyncio.gather(
             api.logout(first["access_token"], second["refresh_token"]),
@@ -163,7 +163,7 @@ async def test_races_through_http_on_two_workers(database_url: str, tmp_path: Pa
     with serve(env, tmp_path / "issuer.log", ["--workers", str(WORKERS)]) as served:
         served.wait_ready()
         app = json.loads(cli(env, "clients", "create", "app", "--scope", "read", "--first-party"))
-        users = [_user(env) for _ in range(8)]
+        users = [_user(env) for _ in range(4)]
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
             api = Api(served, session, basic_auth(app["client_id"], app["client_secret"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jwt
+import pytest
 from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 
@@ -180,6 +181,7 @@ async def test_a_password_of_exactly_1024_characters_works(
     assert "access_token" in await login(app_client, user)
 
 
+@pytest.mark.real_argon2
 async def test_an_outdated_hash_is_upgraded_after_login(
     make_client: MakeClient, make_user: MakeUser, login: Login, ctx: Context
 ) -> None:

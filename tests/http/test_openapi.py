@@ -36,7 +36,7 @@ CHECKS = [
 ]
 # Bounded: about 10 operations x this many examples, against one live process.
 EXAMPLES = settings(
-    max_examples=25,
+    max_examples=15,
     deadline=None,
     database=None,
     derandomize=True,
