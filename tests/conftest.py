@@ -348,6 +348,13 @@ def _record_every_log_record() -> None:
     _attach_recorder()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Files with a slow test first: pytest-xdist (--dist loadfile) hands files out in
+    # this order, and one started last would keep one worker busy while the other idles.
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _attach_recorder()
     # Catch secrets at their source, whichever test or fixture produced them.

@@ -25,6 +25,8 @@ from contextlib import suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import pytest
+
 from issuer.config import Settings
 from tests.live import free_port, issuer_env, serve
 
@@ -116,6 +118,7 @@ def script_of(markdown: str, ports: dict[str, int]) -> str:
     return _on_ports("\n".join(parts), ports)
 
 
+@pytest.mark.slow
 def test_every_shell_block_runs_as_written(tmp_path: Path) -> None:
     home = tmp_path / "checkout"
     home.mkdir()
