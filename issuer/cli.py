@@ -15,13 +15,13 @@ from typing import Any
 
 import asyncpg
 
-from issuer import __version__, logs, workers
-from issuer.app import open_store, start, stop
+from issuer import __version__, logs
 from issuer.clock import SystemClock
 from issuer.config import Settings
 from issuer.context import Context
 from issuer.errors import ConfigError, IssuerError, MigrationError, StoreError
 from issuer.jose.keys import KeyUnwrapError
+from issuer.lifecycle import open_store, start, stop
 from issuer.services.accounts import client_json, create_client, set_client_disabled
 from issuer.services.users import create_user, find_user, update_user, user_json, user_store
 
@@ -61,6 +61,10 @@ async def with_context(settings: Settings, fn: Callable[[Context], Awaitable[int
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: the server (aiohttp's web side, the routes, the pages) is a third of
+    # a second of imports that every other command, run by hand or by a script, skips.
+    from issuer import workers
+
     if args.worker or settings.workers == 1:
         return await workers.serve(settings, reuse_port=args.worker)
     return await workers.supervise(settings, settings.workers)

@@ -29,7 +29,7 @@ from pathlib import Path
 from aiohttp import web
 
 from issuer import __version__
-from issuer.app import create_app, open_store
+from issuer.app import create_app
 from issuer.appkeys import admin_app_key
 from issuer.config import Settings
 from issuer.connections import (
@@ -44,6 +44,7 @@ from issuer.connections import (
 )
 from issuer.errors import ConfigError
 from issuer.kek import load_kek
+from issuer.lifecycle import open_store
 from issuer.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("issuer.workers")

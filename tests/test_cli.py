@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from issuer.app import start, stop
 from issuer.cli import main
 from issuer.clock import SystemClock
 from issuer.config import Settings
 from issuer.context import Context
 from issuer.errors import ConfigError
+from issuer.lifecycle import start, stop
 
 
 @pytest.fixture(autouse=True)

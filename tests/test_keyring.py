@@ -12,11 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from issuer.app import create_app, start, stop
+from issuer.app import create_app
 from issuer.clock import SettableClock
 from issuer.config import Settings
 from issuer.context import Context
 from issuer.keyring import KeyState, derive_schedule, next_change, plan_maintenance
+from issuer.lifecycle import start, stop
 from issuer.store.base import KeyRecord
 from tests.conftest import ClientFactory, GetToken
 

@@ -14,12 +14,13 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from issuer.app import create_app, start, stop
+from issuer.app import create_app
 from issuer.appkeys import admin_app_key, context_key
 from issuer.clock import SettableClock
 from issuer.config import Settings
 from issuer.context import Context
 from issuer.keyring import KeyState
+from issuer.lifecycle import start, stop
 from issuer.services.accounts import create_client
 from tests.conftest import STORES, ClientFactory, basic_auth, fresh_postgres_database
 

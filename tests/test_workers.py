@@ -15,11 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from issuer.app import start, stop
 from issuer.clock import SystemClock
 from issuer.config import Settings
 from issuer.context import Context
 from issuer.keyring import KeyState
+from issuer.lifecycle import start, stop
 from tests.conftest import basic_auth
 from tests.live import Served, cli, http, issuer_env, serve
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from issuer.app import AnyStore
 from issuer.errors import ConflictError
+from issuer.lifecycle import AnyStore
 from issuer.store.base import (
     AuditEvent,
     ClientRecord,

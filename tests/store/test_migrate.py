@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from issuer.app import open_store
 from issuer.config import Settings
 from issuer.errors import MigrationError
+from issuer.lifecycle import open_store
 from issuer.store.migrate import load_migrations, pending, sqlite_statements
 from issuer.store.postgres import PostgresStore
 

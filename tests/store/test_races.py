@@ -20,10 +20,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from issuer import metrics
-from issuer.app import AnyStore, open_store
 from issuer.clock import SettableClock
 from issuer.context import Context
 from issuer.errors import InvalidGrantError
+from issuer.lifecycle import AnyStore, open_store
 from issuer.services import sessions
 from issuer.services.revocation import revocation_feed
 from issuer.store.base import FamilyRecord, Store

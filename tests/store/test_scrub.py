@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from issuer.app import create_app, start, stop
+from issuer.app import create_app
 from issuer.appkeys import context_key
 from issuer.config import Settings
+from issuer.lifecycle import start, stop
 
 
 @pytest.fixture
