@@ -32,13 +32,58 @@ PASSWORD = "correct horse battery"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def issuer(tmp_path: Path) -> Iterator[Served]:
-    env = issuer_env(tmp_path)
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One issuer for the three examples: each makes its own tokens, sessions and keys."""
+    home = tmp_path_factory.mktemp("issuer")
+    env = issuer_env(home)
     cli(env, "migrate")
-    with serve(env, tmp_path / "issuer.log", ["--workers", "1"]) as served:
+    with serve(env, home / "issuer.log", ["--workers", "1"]) as served:
         served.wait_ready()
         yield served
+
+
+@pytest.fixture(scope="module")
+def accounts(issuer: Served) -> dict[str, dict[str, str]]:
+    """The examples' feed client, a service, a browser app and the user audrey."""
+    made = {
+        "feed": json.loads(cli(issuer.env, "clients", "create", "invoices-api")),
+        "service": json.loads(
+            cli(issuer.env, "clients", "create", "billing", "--scope", "invoices:read")
+        ),
+        "web": json.loads(
+            cli(
+                issuer.env,
+                "clients",
+                "create",
+                "web",
+                "--scope",
+                "invoices:read",
+                "--first-party",
+                "--public",
+            )
+        ),
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "issuer",
+            "users",
+            "create",
+            "audrey",
+            "--role",
+            "auditor",
+            "--password-stdin",
+        ],
+        env=issuer.env,
+        input=PASSWORD,
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return made
 
 
 @contextmanager
@@ -110,43 +155,9 @@ def eventually(check: Callable[[], bool], seconds: float) -> bool:
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_the_example_protects_its_routes_and_follows_the_feed(
-    name: str, issuer: Served, tmp_path: Path
+    name: str, issuer: Served, accounts: dict[str, dict[str, str]], tmp_path: Path
 ) -> None:
-    feed = json.loads(cli(issuer.env, "clients", "create", "invoices-api"))
-    service = json.loads(
-        cli(issuer.env, "clients", "create", "billing", "--scope", "invoices:read")
-    )
-    web = json.loads(
-        cli(
-            issuer.env,
-            "clients",
-            "create",
-            "web",
-            "--scope",
-            "invoices:read",
-            "--first-party",
-            "--public",
-        )
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "issuer",
-            "users",
-            "create",
-            "audrey",
-            "--role",
-            "auditor",
-            "--password-stdin",
-        ],
-        env=issuer.env,
-        input=PASSWORD,
-        text=True,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    feed, service, web = accounts["feed"], accounts["service"], accounts["web"]
 
     def service_token() -> str:
         status, body = form(
