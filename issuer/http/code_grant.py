@@ -6,21 +6,14 @@ from aiohttp import web
 
 from issuer.context import Context
 from issuer.http.forms import Form, client_credentials_of
-from issuer.services.accounts import authenticate_client
-from issuer.services.authorization_code import exchange_code
-from issuer.services.browser_sessions import login_store
+from issuer.services import endpoints
 from issuer.services.grants import TokenResponse
 
 
 async def grant_authorization_code(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
-    creds = client_credentials_of(request, form)
-    client = await authenticate_client(ctx.store, creds.client_id, creds.client_secret)
-    return await exchange_code(
-        login_store(ctx.store),
-        ctx.keyring,
-        ctx.settings,
-        ctx.clock,
-        client=client,
+    return await endpoints.authorization_code_grant(
+        ctx,
+        client_credentials_of(request, form),
         code=form.require("code"),
         redirect_uri=form.get("redirect_uri"),
         code_verifier=form.get("code_verifier"),

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from issuer.errors import InvalidClientError, InvalidRequestError
 from issuer.http.requests import require_storable
+from issuer.services.accounts import ClientCredentials
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 50
@@ -50,16 +51,6 @@ async def read_form(request: web.Request) -> Form:
         fields[name] = value
     # RFC 6749 §3.1: parameters sent without a value are treated as omitted.
     return Form({k: v for k, v in fields.items() if v != ""})
-
-
-@dataclass(frozen=True, slots=True)
-class ClientCredentials:
-    client_id: str
-    client_secret: str | None
-    method: str  # client_secret_basic | client_secret_post | none
-
-    def __repr__(self) -> str:
-        return f"ClientCredentials(client_id={self.client_id!r}, method={self.method!r})"
 
 
 def client_credentials_of(request: web.Request, form: Form) -> ClientCredentials:

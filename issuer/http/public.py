@@ -30,8 +30,7 @@ from issuer.http.operations import (
 )
 from issuer.http.render import token_response
 from issuer.http.sessions import grant_password, grant_refresh_token
-from issuer.services import grants, oidc
-from issuer.services.accounts import authenticate_client
+from issuer.services import endpoints, oidc
 from issuer.services.grants import TokenResponse
 
 JWKS_TYPE = "application/jwk-set+json"
@@ -41,10 +40,7 @@ GrantHandler = Callable[[Context, web.Request, Form], Awaitable[TokenResponse]]
 
 async def grant_client_credentials(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
     creds = client_credentials_of(request, form)
-    client = await authenticate_client(ctx.clients, creds.client_id, creds.client_secret)
-    return grants.client_credentials(
-        ctx.keyring, ctx.settings, ctx.clock, client, form.get("scope")
-    )
+    return await endpoints.client_credentials_grant(ctx, creds, scope=form.get("scope"))
 
 
 GRANTS: dict[str, GrantHandler] = {

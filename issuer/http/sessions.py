@@ -28,39 +28,28 @@ from issuer.http.operations import (
 )
 from issuer.http.render import NO_STORE, json_response
 from issuer.http.requests import only_query
-from issuer.services import login, revocation, sessions
-from issuer.services.accounts import authenticate_client, authenticate_confidential_client
+from issuer.services import endpoints, revocation, sessions
 from issuer.services.grants import TokenResponse
 from issuer.services.users import user_store
 
 
 async def grant_password(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
-    creds = client_credentials_of(request, form)
-    client = await authenticate_client(ctx.clients, creds.client_id, creds.client_secret)
-    return await login.password_grant(
-        user_store(ctx.store),
-        ctx.keyring,
-        ctx.settings,
-        ctx.clock,
-        client=client,
+    return await endpoints.password_grant(
+        ctx,
+        client_credentials_of(request, form),
         username=form.require("username"),
         password=form.require("password"),
-        requested_scope=form.get("scope"),
+        scope=form.get("scope"),
         address=client_address(request, ctx.settings.trusted_proxies),
     )
 
 
 async def grant_refresh_token(ctx: Context, request: web.Request, form: Form) -> TokenResponse:
-    creds = client_credentials_of(request, form)
-    client = await authenticate_client(ctx.clients, creds.client_id, creds.client_secret)
-    return await sessions.refresh(
-        user_store(ctx.store),
-        ctx.keyring,
-        ctx.settings,
-        ctx.clock,
-        client=client,
-        presented=form.require("refresh_token"),
-        requested_scope=form.get("scope"),
+    return await endpoints.refresh_token_grant(
+        ctx,
+        client_credentials_of(request, form),
+        refresh_token=form.require("refresh_token"),
+        scope=form.get("scope"),
     )
 
 
@@ -119,16 +108,7 @@ async def handle_revoke(request: web.Request) -> web.Response:
     """RFC 7009; ``token_type_hint`` is accepted and not needed (see revocation.revoke)."""
     ctx = request.app[context_key]
     form = await read_form(request)
-    creds = client_credentials_of(request, form)
-    client = await authenticate_client(ctx.clients, creds.client_id, creds.client_secret)
-    await revocation.revoke(
-        user_store(ctx.store),
-        ctx.keyring,
-        ctx.settings,
-        ctx.clock,
-        client=client,
-        token=form.require("token"),
-    )
+    await endpoints.revoke(ctx, client_credentials_of(request, form), token=form.require("token"))
     # RFC 7009 §2.2: 200 whether or not the token was valid or known.
     return web.Response(status=200, headers=NO_STORE)
 
@@ -161,12 +141,8 @@ async def handle_revoke(request: web.Request) -> web.Response:
 async def handle_introspect(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     form = await read_form(request)
-    creds = client_credentials_of(request, form)
-    client = await authenticate_confidential_client(
-        ctx.clients, creds.client_id, creds.client_secret
-    )
-    body = await revocation.introspect(
-        user_store(ctx.store), ctx.keyring, ctx.clock, client=client, token=form.require("token")
+    body = await endpoints.introspect(
+        ctx, client_credentials_of(request, form), token=form.require("token")
     )
     return json_response(body, headers=NO_STORE)
 
@@ -221,11 +197,8 @@ FEED_ITEM = {
 async def handle_revocations(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
     creds = client_credentials_of(request, Form({}))
-    await authenticate_confidential_client(ctx.clients, creds.client_id, creds.client_secret)
     only_query(request, {"after"})
-    page = await revocation.revocation_feed(
-        user_store(ctx.store), ctx.clock, request.query.get("after")
-    )
+    page = await endpoints.revocation_feed(ctx, creds, after=request.query.get("after"))
     return json_response({"items": page.items, "next": page.next}, headers=NO_STORE)
 
 

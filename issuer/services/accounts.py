@@ -104,6 +104,15 @@ async def create_client(
     return NewClient(client, secret)
 
 
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    """Who the client says it is, as the request carried it (RFC 6749 §2.3)."""
+
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    method: str  # client_secret_basic | client_secret_post | none
+
+
 async def authenticate_client(
     store: ClientSource, client_id: str, client_secret: str | None
 ) -> ClientRecord:
