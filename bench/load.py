@@ -219,6 +219,36 @@ class Service:
             return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         return []
 
+    def cpu_ticks(self) -> int:
+        """The workers' CPU time so far (user + system), in clock ticks."""
+        total = 0
+        for pid in self.worker_pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total
+
+    def wait_idle(self, timeout: float = 120.0) -> float:
+        """Wait until the workers are idle; the seconds waited.
+
+        wrk stops at its deadline with every connection's request still in flight, and
+        the service finishes them all after the client has gone: 32 password logins
+        are several seconds of argon2 on every core, which the next scenario would
+        otherwise run beside (a refresh run right after the logins measured a tenth of
+        its rate). Idle: the workers used under a tenth of a core over a quarter second.
+        """
+        hz = os.sysconf("SC_CLK_TCK")
+        window = 0.25
+        started = time.monotonic()
+        before = self.cpu_ticks()
+        while time.monotonic() - started < timeout:
+            time.sleep(window)
+            after = self.cpu_ticks()
+            if (after - before) / hz < 0.1 * window:
+                break
+            before = after
+        return time.monotonic() - started
+
     def rss_mib(self) -> dict[str, float]:
         out = {}
         for pid in self.worker_pids():
@@ -355,10 +385,12 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str
             )
             if s.issues_tokens:
                 issued += run.requests - run.errors
+            run.extra["drained_s"] = round(svc.wait_idle(), 2)
             results[s.name] = run
             print_run(kind, s.title, run)
         if "jwks_under_logins" in args.scenarios:
             results["jwks_under_logins"] = jwks_under_logins(svc, scenarios, args, workdir, kind)
+            results["jwks_under_logins"].extra["drained_s"] = round(svc.wait_idle(), 2)
             print_run(kind, "JWKS while logins run flat out", results["jwks_under_logins"])
         memory = None
         if "memory" in args.scenarios:
@@ -433,9 +465,12 @@ def measure_memory(
 
 def print_run(kind: str, title: str, run: Run) -> None:
     errors = f"  ({run.errors} errors)" if run.errors else ""
+    drained = run.extra.get("drained_s", 0.0)
+    # The service still busy with the run's requests after wrk stopped (see wait_idle).
+    after = f"  (busy {drained:.1f} s after)" if drained >= 1 else ""
     print(
         f"{kind:9} {title:32} {run.rps:9.0f} req/s  p50 {run.p50_ms:7.1f} ms"
-        f"  p99 {run.p99_ms:7.1f} ms{errors}",
+        f"  p99 {run.p99_ms:7.1f} ms{errors}{after}",
         flush=True,
     )
 
