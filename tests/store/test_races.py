@@ -197,7 +197,7 @@ async def test_a_refresh_that_waited_for_the_family_lock_is_a_reuse(
     a = asyncio.create_task(_refresh(ctx, ctx.store, app, tokens["refresh_token"])(), name="A")
     await a_holds_lock.wait()
     b = asyncio.create_task(_refresh(ctx, second_store, app, tokens["refresh_token"])(), name="B")
-    if ctx.store.dialect == "postgresql":
+    if ctx.store.dialect == "postgres":
         await wait_for_lock_waiters(ctx, 1)
     else:
         # B asks for its transaction (another connection) while A holds SQLite's write
@@ -332,7 +332,7 @@ async def test_logout_of_two_sessions_racing_a_revocation_of_the_second_does_not
     of session 2, or a reuse detection in it, runs. The test holds family 1's row, then
     the revocation lock, so the logout queues for that lock first and the racer
     behind it; then the test lets go."""
-    if ctx.store.dialect != "postgresql":
+    if ctx.store.dialect != "postgres":
         pytest.skip("SQLite serializes every writer on its one write lock")
     app = await make_client(first_party=True)
     user = await make_user()
