@@ -17,6 +17,11 @@ SQLite write lock on SQLite) and reads the token and the clock only once that
 lock is held: of two concurrent uses exactly one wins, and the loser finds the
 token spent at or before its own ``now``, which is a reuse (or, within the
 grace, a retry). Locks follow the order in :mod:`issuer.store.base`.
+
+The common case, an unspent token of a family no other request holds, is one
+write (``Store.rotate_refresh``: on PostgreSQL one statement, which takes the
+family's lock without waiting or gives up); every other case, and a family
+that is busy, goes the locked way above.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from issuer.store.base import (
     ClientRecord,
     FamilyRecord,
     RefreshTokenRecord,
+    Rotation,
     Store,
     StoreTx,
     UserRecord,
@@ -158,20 +164,36 @@ async def refresh(
 ) -> TokenResponse:
     """``grant_type=refresh_token``: spend the presented token, return a fresh pair."""
     token_hash = hash_refresh_token(presented)
-    found = await store.find_refresh(token_hash)
+    found = await store.find_refresh_grant(token_hash)
     # RFC 6749 §6: the token must be presented by the client it was issued to; a
     # stranger's attempt spends nothing (it would only lock the owner out).
     if found is None or found[1].client_id != client.client_id:
         raise InvalidGrantError("the refresh token is invalid, expired or revoked")
-    old, family = found
-    user = await store.get_user(family.user_id)
-    if user is None or user.disabled:
+    old, family, user = found
+    if user.disabled:
         raise InvalidGrantError("the refresh token is invalid, expired or revoked")
     scope = narrow_scope(requested_scope, old.scope)
-    # Signed before the transaction, so its jti is recorded in the family atomically
-    # with the rotation (a reuse revocation can then never miss it).
+    # Signed before the rotation, so its jti is recorded in the family atomically
+    # with it (a reuse revocation can then never miss it).
     access = _user_token(keyring, settings, clock, user, client, scope)
     new = new_refresh_token()
+    # The common case in one write: an unspent token of a usable family that no other
+    # request holds. The store re-checks all of it under the family's lock; anything
+    # else (a spent token, a busy family, an expiry) is decided below.
+    if old.spent_at is None and await store.rotate_refresh(
+        Rotation(
+            token_hash=token_hash,
+            new_hash=hash_refresh_token(new),
+            family_id=family.family_id,
+            client_id=client.client_id,
+            scope=scope,
+            idle_ttl=timedelta(seconds=settings.refresh_idle_ttl),
+            jti=str(access.claims["jti"]),
+            access_exp=_exp(access.claims),
+        ),
+        clock,
+    ):
+        return replace(access, refresh_token=new)
     async with store.transaction() as tx:
         outcome, now = await _rotate(
             tx, settings, clock, token_hash, hash_refresh_token(new), scope

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from issuer.clock import Clock
 from issuer.errors import ConflictError
 from issuer.store import rows
 from issuer.store.base import (
@@ -25,6 +26,7 @@ from issuer.store.base import (
     FamilyRecord,
     RefreshTokenRecord,
     RevocationEntry,
+    Rotation,
     UserRecord,
 )
 from issuer.store.rows import epoch as ts
@@ -297,6 +299,55 @@ class SQLiteUserStore:
     async def find_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
         async with self.read() as tx:
             return await tx.find_refresh(token_hash)
+
+    async def find_refresh_grant(
+        self, token_hash: str
+    ) -> tuple[RefreshTokenRecord, FamilyRecord, UserRecord] | None:
+        async with self.read() as tx:
+            row = await tx.fetchone(rows.FIND_REFRESH_GRANT, (token_hash,))
+        if row is None:
+            return None
+        return rows.token(row, dt_), rows.family(row, dt_), rows.user(row, dt_)
+
+    async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> bool:
+        async with self.transaction() as tx:
+            now = ts(clock.now())  # under the write lock, as lock_refresh's callers read it
+            spent = await tx.fetchone(
+                "UPDATE refresh_tokens SET spent_at = ?"
+                " WHERE token_hash = ? AND family_id = ? AND spent_at IS NULL"
+                " AND idle_expires_at > ? AND EXISTS (SELECT 1 FROM refresh_families f"
+                " JOIN users u ON u.user_id = f.user_id WHERE f.family_id = ?"
+                " AND f.client_id = ? AND f.revoked_at IS NULL AND f.expires_at > ?"
+                " AND NOT u.disabled) RETURNING generation",
+                (
+                    now,
+                    rotation.token_hash,
+                    rotation.family_id,
+                    now,
+                    rotation.family_id,
+                    rotation.client_id,
+                    now,
+                ),
+            )
+            if spent is None:
+                return False
+            await tx.execute(
+                "INSERT INTO refresh_tokens (token_hash, family_id, generation, parent_hash,"
+                " scope, issued_at, idle_expires_at) SELECT ?, family_id, ?, ?, ?, ?,"
+                " min(? + ?, expires_at) FROM refresh_families WHERE family_id = ?",
+                (
+                    rotation.new_hash,
+                    spent["generation"] + 1,
+                    rotation.token_hash,
+                    " ".join(rotation.scope),
+                    now,
+                    now,
+                    rotation.idle_ttl.total_seconds(),
+                    rotation.family_id,
+                ),
+            )
+            await tx.record_access_token(rotation.jti, rotation.family_id, rotation.access_exp)
+        return True
 
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
         async with self.read() as tx:
