@@ -181,12 +181,21 @@ class Rotation:
 
     token_hash: str = field(repr=False)
     new_hash: str = field(repr=False)
-    family_id: str
     client_id: str
-    scope: tuple[str, ...]
+    scope: tuple[str, ...] | None  # asked for (within the token's), or None: the token's
     idle_ttl: timedelta  # the new token's idle deadline: now + this, within the family's life
     jti: str
     access_exp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rotated:
+    """What a rotation issued the new tokens for: the access token's claims to be."""
+
+    family_id: str
+    user_id: str
+    roles: tuple[str, ...]
+    scope: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,13 +299,14 @@ class _UserStore(Protocol):
         """The token, its family and the family's user, in one read and without a lock."""
         ...
 
-    async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> bool:
+    async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> Rotated | None:
         """A refresh's whole write in one transaction, the clock read once the family is
         held: if the token is unspent and before its idle deadline, its family belongs to
-        ``client_id``, is neither revoked nor expired, and its user is not disabled, spend
-        it, insert its successor and record the jti, and return True. Otherwise, and on
-        PostgreSQL also when another transaction holds the family's lock (not waited for),
-        change nothing and return False: the caller then decides under ``lock_refresh``."""
+        ``client_id``, is neither revoked nor expired, its user is not disabled, and the
+        scope asked for is within the token's, spend it, insert its successor, record the
+        jti, and return what the access token is for. Otherwise, and on PostgreSQL also
+        when another transaction holds the family's lock (not waited for), change nothing
+        and return None: the caller then decides under ``lock_refresh``."""
         ...
 
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:

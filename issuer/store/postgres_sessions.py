@@ -25,6 +25,7 @@ from issuer.store.base import (
     FamilyRecord,
     RefreshTokenRecord,
     RevocationEntry,
+    Rotated,
     Rotation,
     UserRecord,
 )
@@ -52,27 +53,34 @@ _FIND_REFRESH_GRANT = numbered(rows.FIND_REFRESH_GRANT)
 # the spent row, in the same transaction.
 _ROTATE_REFRESH = """
 WITH family AS MATERIALIZED (
-    SELECT f.family_id, f.expires_at FROM refresh_families f
+    SELECT f.family_id, f.expires_at, u.user_id, u.roles
+    FROM refresh_tokens t
+    JOIN refresh_families f ON f.family_id = t.family_id
     JOIN users u ON u.user_id = f.user_id
-    WHERE f.family_id = $1 AND f.client_id = $2 AND f.revoked_at IS NULL
+    WHERE t.token_hash = $1 AND f.client_id = $2 AND f.revoked_at IS NULL
       AND f.expires_at > $3::timestamptz AND NOT u.disabled
     FOR UPDATE OF f SKIP LOCKED
 ), spent AS (
     UPDATE refresh_tokens t SET spent_at = $3::timestamptz FROM family
-    WHERE t.token_hash = $4 AND t.family_id = family.family_id
+    WHERE t.token_hash = $1 AND t.family_id = family.family_id
       AND t.spent_at IS NULL AND t.idle_expires_at > $3::timestamptz
-    RETURNING t.family_id, t.generation, family.expires_at
+      AND ($4::text IS NULL OR string_to_array(t.scope, ' ') @> string_to_array($4, ' '))
+    RETURNING t.family_id, t.generation, coalesce($4, t.scope) AS scope,
+              family.expires_at, family.user_id, family.roles
 ), successor AS (
     INSERT INTO refresh_tokens (token_hash, family_id, generation, parent_hash, scope,
                                 issued_at, idle_expires_at)
-    SELECT $5, family_id, generation + 1, $4, $6, $3::timestamptz,
-           least($3::timestamptz + $7::interval, expires_at)
+    SELECT $5, family_id, generation + 1, $1, scope, $3::timestamptz,
+           least($3::timestamptz + $6::interval, expires_at)
     FROM spent
     RETURNING family_id
+), access AS (
+    INSERT INTO family_access_tokens (jti, family_id, exp)
+    SELECT $7, family_id, $8 FROM successor
+    RETURNING family_id
 )
-INSERT INTO family_access_tokens (jti, family_id, exp)
-SELECT $8, family_id, $9 FROM successor
-RETURNING family_id
+SELECT spent.family_id, spent.user_id, spent.roles, spent.scope
+FROM spent JOIN access ON access.family_id = spent.family_id
 """
 
 
@@ -365,24 +373,30 @@ class PostgresUserStore:
             return None
         return rows.token(row, as_is), rows.family(row, as_is), rows.user(row, as_is)
 
-    async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> bool:
+    async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> Rotated | None:
         async with self.pool.acquire() as conn:
             # Read with the connection in hand: the statement takes the lock at once or
             # not at all, so no wait lies between this reading and the decision.
             now = clock.now()
-            done = await conn.fetchval(
+            row = await conn.fetchrow(
                 _ROTATE_REFRESH,
-                rotation.family_id,
+                rotation.token_hash,
                 rotation.client_id,
                 now,
-                rotation.token_hash,
+                None if rotation.scope is None else " ".join(rotation.scope),
                 rotation.new_hash,
-                " ".join(rotation.scope),
                 rotation.idle_ttl,
                 rotation.jti,
                 rotation.access_exp,
             )
-        return done is not None
+        if row is None:
+            return None
+        return Rotated(
+            row["family_id"],
+            row["user_id"],
+            tuple(row["roles"].split()),
+            tuple(row["scope"].split()),
+        )
 
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
         value = await self.pool.fetchval(

@@ -26,6 +26,7 @@ from issuer.store.base import (
     FamilyRecord,
     RefreshTokenRecord,
     RevocationEntry,
+    Rotated,
     Rotation,
     UserRecord,
 )
@@ -309,45 +310,40 @@ class SQLiteUserStore:
             return None
         return rows.token(row, dt_), rows.family(row, dt_), rows.user(row, dt_)
 
-    async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> bool:
+    async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> Rotated | None:
         async with self.transaction() as tx:
-            now = ts(clock.now())  # under the write lock, as lock_refresh's callers read it
-            spent = await tx.fetchone(
-                "UPDATE refresh_tokens SET spent_at = ?"
-                " WHERE token_hash = ? AND family_id = ? AND spent_at IS NULL"
-                " AND idle_expires_at > ? AND EXISTS (SELECT 1 FROM refresh_families f"
-                " JOIN users u ON u.user_id = f.user_id WHERE f.family_id = ?"
-                " AND f.client_id = ? AND f.revoked_at IS NULL AND f.expires_at > ?"
-                " AND NOT u.disabled) RETURNING generation",
-                (
-                    now,
-                    rotation.token_hash,
-                    rotation.family_id,
-                    now,
-                    rotation.family_id,
-                    rotation.client_id,
-                    now,
-                ),
+            now = clock.now()  # under the write lock, as lock_refresh's callers read it
+            row = await tx.fetchone(rows.FIND_REFRESH_GRANT, (rotation.token_hash,))
+            if row is None:
+                return None
+            token, family, user = rows.token(row, dt_), rows.family(row, dt_), rows.user(row, dt_)
+            scope = token.scope if rotation.scope is None else rotation.scope
+            # What PostgreSQL's statement checks (postgres_sessions._ROTATE_REFRESH).
+            if (
+                family.client_id != rotation.client_id
+                or family.revoked_at is not None
+                or now >= family.expires_at
+                or user.disabled
+                or token.spent_at is not None
+                or now >= token.idle_expires_at
+                or not set(scope) <= set(token.scope)
+            ):
+                return None
+            if not await tx.spend_refresh(rotation.token_hash, now):
+                return None
+            await tx.insert_refresh(
+                RefreshTokenRecord(
+                    token_hash=rotation.new_hash,
+                    family_id=family.family_id,
+                    generation=token.generation + 1,
+                    parent_hash=rotation.token_hash,
+                    scope=scope,
+                    issued_at=now,
+                    idle_expires_at=min(now + rotation.idle_ttl, family.expires_at),
+                )
             )
-            if spent is None:
-                return False
-            await tx.execute(
-                "INSERT INTO refresh_tokens (token_hash, family_id, generation, parent_hash,"
-                " scope, issued_at, idle_expires_at) SELECT ?, family_id, ?, ?, ?, ?,"
-                " min(? + ?, expires_at) FROM refresh_families WHERE family_id = ?",
-                (
-                    rotation.new_hash,
-                    spent["generation"] + 1,
-                    rotation.token_hash,
-                    " ".join(rotation.scope),
-                    now,
-                    now,
-                    rotation.idle_ttl.total_seconds(),
-                    rotation.family_id,
-                ),
-            )
-            await tx.record_access_token(rotation.jti, rotation.family_id, rotation.access_exp)
-        return True
+            await tx.record_access_token(rotation.jti, family.family_id, rotation.access_exp)
+        return Rotated(family.family_id, user.user_id, user.roles, scope)
 
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
         async with self.read() as tx:

@@ -26,7 +26,7 @@ from issuer.context import Context
 from issuer.errors import InvalidGrantError
 from issuer.services import sessions
 from issuer.services.revocation import revocation_feed
-from issuer.store.base import FamilyRecord, Store
+from issuer.store.base import FamilyRecord, Rotated, Store
 from issuer.store.postgres_sessions import PG_REVOCATION_LOCK
 from tests.conftest import Login, MakeClient, MakeUser, Refresh, RegisteredClient
 
@@ -72,7 +72,7 @@ def hold_at_entry(
     it has a connection or any lock, and goes on when ``release`` is set."""
     real_rotate = store.rotate_refresh
 
-    async def rotate_refresh(*args: Any, **kwargs: Any) -> bool:
+    async def rotate_refresh(*args: Any, **kwargs: Any) -> Rotated | None:
         if _task_name() == task:
             arrived.set()
             await release.wait()
@@ -194,8 +194,8 @@ async def test_a_refresh_that_waited_for_the_family_lock_is_a_reuse(
     # A takes the locked path, as a request does when its rotation finds the family busy.
     real_rotate = ctx.store.rotate_refresh
 
-    async def rotate_refresh(*args: Any, **kwargs: Any) -> bool:
-        return False if _task_name() == "A" else await real_rotate(*args, **kwargs)
+    async def rotate_refresh(*args: Any, **kwargs: Any) -> Rotated | None:
+        return None if _task_name() == "A" else await real_rotate(*args, **kwargs)
 
     monkeypatch.setattr(ctx.store, "rotate_refresh", rotate_refresh)
     for cls in _classes_with("lock_refresh"):
@@ -247,10 +247,10 @@ async def test_a_refresh_that_waited_for_a_one_statement_rotation_is_a_reuse(
     app, tokens = await _session(ctx, make_client, make_user, login)
     _, other = await _session(ctx, make_client, make_user, login)
     reuses_before = _reuse_count()
-    b_rotations: list[bool] = []
+    b_rotations: list[Rotated | None] = []
     real_rotate = second_store.rotate_refresh
 
-    async def rotate_refresh(*args: Any, **kwargs: Any) -> bool:
+    async def rotate_refresh(*args: Any, **kwargs: Any) -> Rotated | None:
         b_rotations.append(await real_rotate(*args, **kwargs))
         return b_rotations[-1]
 
@@ -281,7 +281,7 @@ async def test_a_refresh_that_waited_for_a_one_statement_rotation_is_a_reuse(
         await wait_for_lock_waiters(ctx, 2)  # and B, on the family A holds
         # B waits in its locked path, which reads the clock after the wait: its rotation
         # gave the family up at once.
-        assert b_rotations == [False]
+        assert b_rotations == [None]
         await holding.rollback()
     finally:
         await blocker.close()
