@@ -251,7 +251,7 @@ async def _rotate_at_once(
     )
     if rotated is None:
         return None
-    access = sign_access_token(
+    return sign_access_token(
         signer,
         settings,
         now,
@@ -261,7 +261,6 @@ async def _rotate_at_once(
         roles=rotated.roles,
         jti=jti,
     )
-    return access
 
 
 async def _rotate(
