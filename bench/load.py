@@ -1,6 +1,7 @@
 """Load benchmark: the running service under ``wrk``, next to the limits it is judged against.
 
     .venv/bin/python bench/load.py [--seconds 10] [--databases sqlite,postgres]
+                                   [--scenarios client_credentials,refresh]
 
 Starts ``issuer serve --workers N`` (N = cores) on a fresh SQLite file and on a
 fresh PostgreSQL database (created and dropped on ``--postgres-dsn``'s server),
@@ -38,7 +39,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from report import LIMIT_TITLES, draw_chart, print_summary, targets
+from report import (
+    LIMIT_TITLES,
+    SCENARIO_LIMITS,
+    SCENARIO_TITLES,
+    draw_chart,
+    print_summary,
+    targets,
+)
 from wrk import LUA, Run, Scenario, lua_string, request_lua, run_wrk
 
 HERE = Path(__file__).resolve().parent
@@ -50,7 +58,15 @@ WRK_MISSING = (
 )
 
 
+# What --scenarios selects from: the wrk scenarios, and the RSS measurement.
+ALL_SCENARIOS = [*SCENARIO_TITLES, "memory"]
+
+
 # -- the limits -----------------------------------------------------------------------
+
+
+def limits_for(scenarios: set[str]) -> set[str]:
+    return {SCENARIO_LIMITS[s] for s in scenarios if s in SCENARIO_LIMITS}
 
 
 def limit_rate(what: str, seconds: float, processes: int = 1) -> float:
@@ -103,16 +119,20 @@ def bare_rate(args: argparse.Namespace, workdir: Path) -> Run:
             p.wait(10)
 
 
-def measure_limits(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    print("limits: raw RS256 sign, raw RS256 verify, argon2 verify, bare aiohttp handler ...")
-    bare = bare_rate(args, workdir)
-    return {
-        "sign": limit_rate("sign", args.seconds),
-        "verify": limit_rate("verify", args.seconds),
-        "argon2": limit_rate("argon2", args.seconds, processes=args.workers),
-        "bare": bare.rps,
-        "bare_run": asdict(bare),
-    }
+def measure_limits(args: argparse.Namespace, workdir: Path, wanted: set[str]) -> dict[str, Any]:
+    """The limits in ``wanted`` (keys of ``LIMIT_TITLES``); the others are left out."""
+    print("limits: " + ", ".join(LIMIT_TITLES[k] for k in LIMIT_TITLES if k in wanted) + " ...")
+    limits: dict[str, Any] = {}
+    if "bare" in wanted:
+        bare = bare_rate(args, workdir)
+        limits |= {"bare": bare.rps, "bare_run": asdict(bare)}
+    if "sign" in wanted:
+        limits["sign"] = limit_rate("sign", args.seconds)
+    if "verify" in wanted:
+        limits["verify"] = limit_rate("verify", args.seconds)
+    if "argon2" in wanted:
+        limits["argon2"] = limit_rate("argon2", args.seconds, processes=args.workers)
+    return limits
 
 
 # -- the service ----------------------------------------------------------------------
@@ -198,6 +218,36 @@ class Service:
         with contextlib.suppress(OSError):
             return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         return []
+
+    def cpu_ticks(self) -> int:
+        """The workers' CPU time so far (user + system), in clock ticks."""
+        total = 0
+        for pid in self.worker_pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total
+
+    def wait_idle(self, timeout: float = 120.0) -> float:
+        """Wait until the workers are idle; the seconds waited.
+
+        wrk stops at its deadline with every connection's request still in flight, and
+        the service finishes them all after the client has gone: 32 password logins
+        are several seconds of argon2 on every core, which the next scenario would
+        otherwise run beside (a refresh run right after the logins measured a tenth of
+        its rate). Idle: the workers used under a tenth of a core over a quarter second.
+        """
+        hz = os.sysconf("SC_CLK_TCK")
+        window = 0.25
+        started = time.monotonic()
+        before = self.cpu_ticks()
+        while time.monotonic() - started < timeout:
+            time.sleep(window)
+            after = self.cpu_ticks()
+            if (after - before) / hz < 0.1 * window:
+                break
+            before = after
+        return time.monotonic() - started
 
     def rss_mib(self) -> dict[str, float]:
         out = {}
@@ -321,6 +371,8 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str
         ]
         issued = pool_size + 11
         for s in scenarios:
+            if s.name not in args.scenarios:
+                continue
             threads = 1 if s.name == "refresh" else args.threads
             run = run_wrk(
                 svc.base,
@@ -333,11 +385,16 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str
             )
             if s.issues_tokens:
                 issued += run.requests - run.errors
+            run.extra["drained_s"] = round(svc.wait_idle(), 2)
             results[s.name] = run
             print_run(kind, s.title, run)
-        results["jwks_under_logins"] = jwks_under_logins(svc, scenarios, args, workdir, kind)
-        print_run(kind, "JWKS while logins run flat out", results["jwks_under_logins"])
-        memory = measure_memory(svc, scenarios[3], args, workdir, kind, issued)
+        if "jwks_under_logins" in args.scenarios:
+            results["jwks_under_logins"] = jwks_under_logins(svc, scenarios, args, workdir, kind)
+            results["jwks_under_logins"].extra["drained_s"] = round(svc.wait_idle(), 2)
+            print_run(kind, "JWKS while logins run flat out", results["jwks_under_logins"])
+        memory = None
+        if "memory" in args.scenarios:
+            memory = measure_memory(svc, scenarios[3], args, workdir, kind, issued)
     return {"scenarios": {k: asdict(v) for k, v in results.items()}, "memory": memory}
 
 
@@ -408,9 +465,12 @@ def measure_memory(
 
 def print_run(kind: str, title: str, run: Run) -> None:
     errors = f"  ({run.errors} errors)" if run.errors else ""
+    drained = run.extra.get("drained_s", 0.0)
+    # The service still busy with the run's requests after wrk stopped (see wait_idle).
+    after = f"  (busy {drained:.1f} s after)" if drained >= 1 else ""
     print(
         f"{kind:9} {title:32} {run.rps:9.0f} req/s  p50 {run.p50_ms:7.1f} ms"
-        f"  p99 {run.p99_ms:7.1f} ms{errors}",
+        f"  p99 {run.p99_ms:7.1f} ms{errors}{after}",
         flush=True,
     )
 
@@ -440,6 +500,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per scenario (default 10)")
     parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(ALL_SCENARIOS),
+        help="a comma-separated subset of: " + ", ".join(ALL_SCENARIOS) + " (default: all);"
+        " only the limits these are judged against are measured",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--connections", type=int, default=32, help="wrk -c (default 32)")
     parser.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
@@ -457,6 +523,9 @@ def main() -> None:
     kinds = [k for k in args.databases.split(",") if k]
     if not set(kinds) <= {"sqlite", "postgres"}:
         parser.error("--databases: sqlite and/or postgres")
+    args.scenarios = {s for s in args.scenarios.split(",") if s}
+    if not args.scenarios or not args.scenarios <= set(ALL_SCENARIOS):
+        parser.error("--scenarios: a comma-separated subset of " + ", ".join(ALL_SCENARIOS))
     if shutil.which("wrk") is None:
         raise SystemExit(WRK_MISSING)
 
@@ -470,9 +539,10 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="issuer-bench-") as tmp:
         workdir = Path(tmp)
-        limits = measure_limits(args, workdir)
+        limits = measure_limits(args, workdir, limits_for(args.scenarios))
         for key, title in LIMIT_TITLES.items():
-            print(f"limit     {title:32} {limits[key]:9.0f} /s")
+            if key in limits:
+                print(f"limit     {title:32} {limits[key]:9.0f} /s")
         dbs = {}
         for kind in kinds:
             (workdir / kind).mkdir()
@@ -481,6 +551,7 @@ def main() -> None:
     print_summary(limits, dbs, checks)
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings["scenarios"] = [x for x in ALL_SCENARIOS if x in args.scenarios]
     settings.pop("postgres_dsn")
     result = {
         "started": started,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import UnauthorizedClientError
-from issuer.jose.tokens import AccessClaims, AccessTokenRequest, access_token_claims
+from issuer.jose.tokens import AccessClaims, AccessTokenRequest, Signer, access_token_claims
 from issuer.keyring import Keyring
 from issuer.services.scopes import grant_scope
 from issuer.store.base import ClientRecord
@@ -50,7 +51,30 @@ def issue_access_token(
     roles: tuple[str, ...] | None = None,
 ) -> TokenResponse:
     now = clock.now()
-    signer = keyring.signer(now)
+    return sign_access_token(
+        keyring.signer(now),
+        settings,
+        now,
+        subject=subject,
+        client_id=client_id,
+        scope=scope,
+        roles=roles,
+    )
+
+
+def sign_access_token(
+    signer: Signer,
+    settings: Settings,
+    now: datetime,
+    *,
+    subject: str,
+    client_id: str,
+    scope: tuple[str, ...],
+    roles: tuple[str, ...] | None = None,
+    jti: str | None = None,
+) -> TokenResponse:
+    """The token with a signer and a time chosen beforehand, and its jti if given (a
+    refresh records the jti in the same write that spends the refresh token)."""
     claims = access_token_claims(
         AccessTokenRequest(
             issuer=settings.issuer,
@@ -61,7 +85,8 @@ def issue_access_token(
             now=int(now.timestamp()),
             ttl=settings.access_token_ttl,
             roles=roles,
-        )
+        ),
+        jti,
     )
     return TokenResponse(
         access_token=signer.sign(claims),

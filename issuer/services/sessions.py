@@ -17,6 +17,11 @@ SQLite write lock on SQLite) and reads the token and the clock only once that
 lock is held: of two concurrent uses exactly one wins, and the loser finds the
 token spent at or before its own ``now``, which is a reuse (or, within the
 grace, a retry). Locks follow the order in :mod:`issuer.store.base`.
+
+The common case, an unspent token of a family no other request holds, is one
+write (``Store.rotate_refresh``: on PostgreSQL one statement, which takes the
+family's lock without waiting or gives up); every other case, and a family
+that is busy, goes the locked way above.
 """
 
 from __future__ import annotations
@@ -33,14 +38,16 @@ from issuer import metrics
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import InvalidGrantError, InvalidScopeError
+from issuer.jose.tokens import new_jti
 from issuer.keyring import Keyring
-from issuer.services.grants import TokenResponse, issue_access_token
+from issuer.services.grants import TokenResponse, issue_access_token, sign_access_token
 from issuer.services.scopes import parse_scope
 from issuer.store.base import (
     AuditEvent,
     ClientRecord,
     FamilyRecord,
     RefreshTokenRecord,
+    Rotation,
     Store,
     StoreTx,
     UserRecord,
@@ -158,20 +165,24 @@ async def refresh(
 ) -> TokenResponse:
     """``grant_type=refresh_token``: spend the presented token, return a fresh pair."""
     token_hash = hash_refresh_token(presented)
-    found = await store.find_refresh(token_hash)
+    new = new_refresh_token()
+    rotated = await _rotate_at_once(
+        store, keyring, settings, clock, client, token_hash, new, requested_scope
+    )
+    if rotated is not None:
+        return replace(rotated, refresh_token=new)
+    found = await store.find_refresh_grant(token_hash)
     # RFC 6749 §6: the token must be presented by the client it was issued to; a
     # stranger's attempt spends nothing (it would only lock the owner out).
     if found is None or found[1].client_id != client.client_id:
         raise InvalidGrantError("the refresh token is invalid, expired or revoked")
-    old, family = found
-    user = await store.get_user(family.user_id)
-    if user is None or user.disabled:
+    old, family, user = found
+    if user.disabled:
         raise InvalidGrantError("the refresh token is invalid, expired or revoked")
     scope = narrow_scope(requested_scope, old.scope)
     # Signed before the transaction, so its jti is recorded in the family atomically
     # with the rotation (a reuse revocation can then never miss it).
     access = _user_token(keyring, settings, clock, user, client, scope)
-    new = new_refresh_token()
     async with store.transaction() as tx:
         outcome, now = await _rotate(
             tx, settings, clock, token_hash, hash_refresh_token(new), scope
@@ -199,6 +210,57 @@ async def refresh(
     if outcome not in (Outcome.ROTATED, Outcome.GRACE):
         raise InvalidGrantError("the refresh token is invalid, expired or revoked")
     return replace(access, refresh_token=new)
+
+
+async def _rotate_at_once(
+    store: Store,
+    keyring: Keyring,
+    settings: Settings,
+    clock: Clock,
+    client: ClientRecord,
+    token_hash: str,
+    new: str,
+    requested_scope: str | None,
+) -> TokenResponse | None:
+    """The common case in one write: an unspent token of a usable family that no other
+    request holds (``Store.rotate_refresh`` checks all of it under the family's lock).
+    None: nothing was spent, and the locked path decides (a spent token, a busy or
+    ended family, a stranger's token, a scope the token does not have)."""
+    try:
+        asked = None if requested_scope is None else parse_scope(requested_scope)
+    except InvalidScopeError:
+        return None  # refused on the locked path, after the token is checked, as ever
+    now = clock.now()
+    exp = datetime.fromtimestamp(int(now.timestamp()) + settings.access_token_ttl, UTC)
+    # The key, the jti and the expiry are chosen before the write, which records the jti
+    # in the family with the spend (a reuse revocation then deny-lists this token); with
+    # no key to sign with, nothing is spent.
+    signer = keyring.signer(now)
+    jti = new_jti()
+    rotated = await store.rotate_refresh(
+        Rotation(
+            token_hash=token_hash,
+            new_hash=hash_refresh_token(new),
+            client_id=client.client_id,
+            scope=asked,
+            idle_ttl=timedelta(seconds=settings.refresh_idle_ttl),
+            jti=jti,
+            access_exp=exp,  # the claim's: whole seconds
+        ),
+        clock,
+    )
+    if rotated is None:
+        return None
+    return sign_access_token(
+        signer,
+        settings,
+        now,
+        subject=rotated.user_id,
+        client_id=client.client_id,
+        scope=rotated.scope,
+        roles=rotated.roles,
+        jti=jti,
+    )
 
 
 async def _rotate(

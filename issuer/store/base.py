@@ -19,7 +19,9 @@ taken at ``BEGIN IMMEDIATE``, which serializes every writer in every process):
 2. refresh-family rows, ``FOR UPDATE``, several at once always sorted by
    ``family_id`` (``lock_families``, ``revoke_user_families``); one family at
    a time through ``lock_refresh``, which then re-reads the token row so a
-   transaction that waited sees the token as the winner left it;
+   transaction that waited sees the token as the winner left it, or through
+   ``rotate_refresh``, which never waits for it (``SKIP LOCKED``: a family
+   another transaction holds is left to the caller's ``lock_refresh`` path);
 3. the revocation-feed advisory lock (``PG_REVOCATION_LOCK``, taken by
    ``revoke_family`` and ``add_revocation``), held to commit so feed sequence
    numbers become visible in order. Nothing is locked after it.
@@ -31,7 +33,9 @@ therefore locks all of them first (step 2) and only then writes feed entries
 Time is read after the locks are held: services call their clock inside the
 ``async with``, after ``lock_refresh``/``lock_families``, never before it (a
 request that waited must not judge the winner's writes by a time from before
-its wait).
+its wait). ``rotate_refresh`` is given the clock and reads it once it has its
+connection (PostgreSQL: its one statement then takes the family's lock without
+waiting, or gives up) or SQLite's write lock.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+
+from issuer.clock import Clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +175,30 @@ class RefreshTokenRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Rotation:
+    """One refresh as one write (:meth:`_UserStore.rotate_refresh`): spend ``token_hash``,
+    issue ``new_hash`` as the family's next generation, record the access token's jti."""
+
+    token_hash: str = field(repr=False)
+    new_hash: str = field(repr=False)
+    client_id: str
+    scope: tuple[str, ...] | None  # asked for (within the token's), or None: the token's
+    idle_ttl: timedelta  # the new token's idle deadline: now + this, within the family's life
+    jti: str
+    access_exp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rotated:
+    """What a rotation issued the new tokens for: the access token's claims to be."""
+
+    family_id: str
+    user_id: str
+    roles: tuple[str, ...]
+    scope: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RevocationEntry:
     """A deny-list entry (kind ``jti``, at = exp) or a user cut-off (``sub``, revoked_before)."""
 
@@ -263,6 +293,22 @@ class _UserStore(Protocol):
     async def find_refresh(
         self, token_hash: str
     ) -> tuple[RefreshTokenRecord, FamilyRecord] | None: ...
+    async def find_refresh_grant(
+        self, token_hash: str
+    ) -> tuple[RefreshTokenRecord, FamilyRecord, UserRecord] | None:
+        """The token, its family and the family's user, in one read and without a lock."""
+        ...
+
+    async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> Rotated | None:
+        """A refresh's whole write in one transaction, the clock read once the family is
+        held: if the token is unspent and before its idle deadline, its family belongs to
+        ``client_id``, is neither revoked nor expired, its user is not disabled, and the
+        scope asked for is within the token's, spend it, insert its successor, record the
+        jti, and return what the access token is for. Otherwise, and on PostgreSQL also
+        when another transaction holds the family's lock (not waited for), change nothing
+        and return None: the caller then decides under ``lock_refresh``."""
+        ...
+
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
         """Is ``jti`` deny-listed, or is ``sub`` cut off at or after ``iat``?"""
         ...

@@ -65,6 +65,17 @@ FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id
 WHERE t.token_hash = ?
 """
 
+# The same, with the family's user: what a refresh needs before it signs.
+FIND_REFRESH_GRANT = """
+SELECT t.*, f.user_id, f.client_id, f.created_at AS f_created_at,
+       f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at,
+       u.username, u.username_key, u.password_hash, u.roles, u.disabled,
+       u.created_at, u.updated_at
+FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id
+JOIN users u ON u.user_id = f.user_id
+WHERE t.token_hash = ?
+"""
+
 LIST_REVOCATIONS = (
     "SELECT seq, kind, subject, at FROM revocation_events"
     " WHERE seq > ? AND drop_after > ? ORDER BY seq LIMIT ?"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from issuer.clock import Clock
 from issuer.errors import ConflictError
 from issuer.store import rows
 from issuer.store.base import (
@@ -25,6 +26,8 @@ from issuer.store.base import (
     FamilyRecord,
     RefreshTokenRecord,
     RevocationEntry,
+    Rotated,
+    Rotation,
     UserRecord,
 )
 from issuer.store.rows import epoch as ts
@@ -297,6 +300,50 @@ class SQLiteUserStore:
     async def find_refresh(self, token_hash: str) -> tuple[RefreshTokenRecord, FamilyRecord] | None:
         async with self.read() as tx:
             return await tx.find_refresh(token_hash)
+
+    async def find_refresh_grant(
+        self, token_hash: str
+    ) -> tuple[RefreshTokenRecord, FamilyRecord, UserRecord] | None:
+        async with self.read() as tx:
+            row = await tx.fetchone(rows.FIND_REFRESH_GRANT, (token_hash,))
+        if row is None:
+            return None
+        return rows.token(row, dt_), rows.family(row, dt_), rows.user(row, dt_)
+
+    async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> Rotated | None:
+        async with self.transaction() as tx:
+            now = clock.now()  # under the write lock, as lock_refresh's callers read it
+            row = await tx.fetchone(rows.FIND_REFRESH_GRANT, (rotation.token_hash,))
+            if row is None:
+                return None
+            token, family, user = rows.token(row, dt_), rows.family(row, dt_), rows.user(row, dt_)
+            scope = token.scope if rotation.scope is None else rotation.scope
+            # What PostgreSQL's statement checks (postgres_sessions._ROTATE_REFRESH).
+            if (
+                family.client_id != rotation.client_id
+                or family.revoked_at is not None
+                or now >= family.expires_at
+                or user.disabled
+                or token.spent_at is not None
+                or now >= token.idle_expires_at
+                or not set(scope) <= set(token.scope)
+            ):
+                return None
+            if not await tx.spend_refresh(rotation.token_hash, now):
+                return None
+            await tx.insert_refresh(
+                RefreshTokenRecord(
+                    token_hash=rotation.new_hash,
+                    family_id=family.family_id,
+                    generation=token.generation + 1,
+                    parent_hash=rotation.token_hash,
+                    scope=scope,
+                    issued_at=now,
+                    idle_expires_at=min(now + rotation.idle_ttl, family.expires_at),
+                )
+            )
+            await tx.record_access_token(rotation.jti, family.family_id, rotation.access_exp)
+        return Rotated(family.family_id, user.user_id, user.roles, scope)
 
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
         async with self.read() as tx:

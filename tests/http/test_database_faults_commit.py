@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from issuer.context import Context
 from issuer.services.sessions import hash_refresh_token
 from tests.conftest import Login, MakeClient, MakeUser, Refresh
 from tests.dbproxy import PostgresProxy
@@ -20,7 +21,9 @@ from tests.http.test_database_faults import (  # noqa: F401 (fixtures)
     BOUND,
     _family_rows,
     database_url,
+    is_rotation,
     proxy,
+    take,
 )
 
 pytestmark = pytest.mark.postgres
@@ -36,24 +39,30 @@ def settings_overrides() -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("path", ["one statement", "locked"])
 async def test_a_lost_commit_acknowledgement_is_retried_within_the_grace(
     proxy: PostgresProxy,  # noqa: F811
     postgres_url: str,
+    ctx: Context,
     make_client: MakeClient,
     make_user: MakeUser,
     login: Login,
     refresh: Refresh,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
 ) -> None:
     app = await make_client(first_party=True)
     user = await make_user()
     presented = (await login(app, user))["refresh_token"]
+    take(path, ctx, monkeypatch)
     for n in range(1, 40):
         # The n-th statement reaches the server, then the connection drops unanswered.
         proxy.cut_at(n, after=True)
         resp = await refresh(app, presented)
         proxy.restore()
         assert proxy.fired, "the refresh ended before its commit was cut"
-        if (proxy.cut_statement or "").strip().rstrip(";").upper() == "COMMIT":
+        statement = proxy.cut_statement or ""
+        if statement.strip().rstrip(";").upper() == "COMMIT" or is_rotation(statement):
             break
         if resp.status == 200:
             presented = (await resp.json())["refresh_token"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from issuer.clock import SettableClock
 from issuer.errors import ConflictError
 from issuer.lifecycle import AnyStore
 from issuer.store.base import (
@@ -20,6 +21,8 @@ from issuer.store.base import (
     FamilyRecord,
     KeyRecord,
     RefreshTokenRecord,
+    Rotated,
+    Rotation,
     Store,
     UserRecord,
 )
@@ -178,6 +181,95 @@ async def test_refresh_rotation_rows(store: Store) -> None:
     spent = await store.find_refresh("t-f1")
     assert spent is not None
     assert spent[0].spent_at == T0
+
+
+def _rotation(token: str, new: str, jti: str, **kw: object) -> Rotation:
+    values: dict[str, object] = {
+        "token_hash": token,
+        "new_hash": new,
+        "client_id": "id-app",
+        "scope": None,
+        "idle_ttl": timedelta(hours=1),
+        "jti": jti,
+        "access_exp": T0 + timedelta(minutes=20),
+    }
+    values.update(kw)
+    return Rotation(**values)  # type: ignore[arg-type]
+
+
+async def test_a_rotation_in_one_write(store: Store) -> None:
+    await store.create_client(_client())
+    await store.create_user(_user())
+    await _family(store)  # t-f1, scope read: idle until T0 + 1 h, family until T0 + 1 day
+    found = await store.find_refresh("t-f1")
+    assert found is not None
+    assert await store.find_refresh_grant("t-f1") == (*found, _user())
+    assert await store.find_refresh_grant("nope") is None
+    clock = SettableClock(T0 + timedelta(minutes=10))
+
+    async def refused(rotation: Rotation) -> None:
+        assert await store.rotate_refresh(rotation, clock) is None
+        assert await store.find_refresh("t-f1") == found
+        assert await store.find_refresh(rotation.new_hash) is None
+        async with store.transaction() as tx:
+            assert await tx.family_of_access_token(rotation.jti) is None
+
+    await refused(_rotation("t-f1", "n", "j", client_id="id-other"))
+    await refused(_rotation("nope", "n", "j"))
+    await refused(_rotation("t-f1", "n", "j", scope=("read", "write")))
+    await store.update_user("u-ann", T0, disabled=True)
+    await refused(_rotation("t-f1", "n", "j"))
+    await store.update_user("u-ann", T0, disabled=False)
+    clock.set(T0 + timedelta(hours=1))  # the token's idle deadline
+    await refused(_rotation("t-f1", "n", "j"))
+
+    clock.set(T0 + timedelta(minutes=10))
+    rotated = await store.rotate_refresh(_rotation("t-f1", "t-f1b", "jti-b"), clock)
+    assert rotated == Rotated("f1", "u-ann", ("reader",), ("read",))
+    spent = await store.find_refresh("t-f1")
+    assert spent is not None
+    assert spent[0].spent_at == clock.now()
+    assert await store.find_refresh("t-f1b") == (
+        RefreshTokenRecord(
+            "t-f1b", "f1", 1, "t-f1", ("read",), clock.now(), clock.now() + timedelta(hours=1)
+        ),
+        found[1],
+    )
+    async with store.transaction() as tx:
+        assert await tx.family_of_access_token("jti-b") == "f1"
+    # Spent: only the locked path may decide what presenting it again means.
+    assert await store.rotate_refresh(_rotation("t-f1", "n", "j"), clock) is None
+    # A narrower scope; the idle deadline never outlives the family.
+    narrower = _rotation("t-f1b", "t-f1c", "jti-c", scope=(), idle_ttl=timedelta(days=30))
+    assert await store.rotate_refresh(narrower, clock) == Rotated("f1", "u-ann", ("reader",), ())
+    third = await store.find_refresh("t-f1c")
+    assert third is not None
+    assert (third[0].generation, third[0].scope) == (2, ())
+    assert third[0].idle_expires_at == T0 + timedelta(days=1)
+
+    await _family(store, "f2")
+    clock.set(T0 + timedelta(days=1))  # the family's end (the token's idle deadline is past too)
+    assert await store.rotate_refresh(_rotation("t-f2", "n", "j"), clock) is None
+    clock.set(T0 + timedelta(minutes=10))
+    async with store.transaction() as tx:
+        await tx.revoke_family("f2", T0, 30)
+    assert await store.rotate_refresh(_rotation("t-f2", "n", "j"), clock) is None
+
+
+async def test_a_rotation_gives_up_a_family_another_transaction_holds(store: Store) -> None:
+    """PostgreSQL: at once, changing nothing, so the caller waits in its locked path and
+    reads the clock after the wait (SQLite's write lock makes every writer wait)."""
+    if store.dialect != "postgres":
+        pytest.skip("SQLite: one writer at a time")
+    await store.create_client(_client())
+    await store.create_user(_user())
+    await _family(store)
+    clock = SettableClock(T0 + timedelta(minutes=10))
+    async with store.transaction() as tx:
+        await tx.lock_families({"f1"})
+        assert await store.rotate_refresh(_rotation("t-f1", "t-f1b", "jti-b"), clock) is None
+    assert await store.find_refresh("t-f1b") is None
+    assert await store.rotate_refresh(_rotation("t-f1", "t-f1b", "jti-b"), clock) is not None
 
 
 async def test_revocations_and_the_feed(store: Store) -> None:

@@ -26,7 +26,7 @@ from issuer.errors import InvalidGrantError
 from issuer.lifecycle import AnyStore, open_store
 from issuer.services import sessions
 from issuer.services.revocation import revocation_feed
-from issuer.store.base import FamilyRecord, Store
+from issuer.store.base import FamilyRecord, Rotated, Store
 from issuer.store.postgres_sessions import PG_REVOCATION_LOCK
 from tests.conftest import Login, MakeClient, MakeUser, Refresh, RegisteredClient
 
@@ -68,8 +68,17 @@ def hold_at_entry(
     arrived: asyncio.Event,
     release: asyncio.Event,
 ) -> None:
-    """Task ``task`` stops where it asks ``store`` for a transaction, before it has a
-    connection or any lock, and goes on when ``release`` is set."""
+    """Task ``task`` stops where it asks ``store`` for a transaction or a rotation, before
+    it has a connection or any lock, and goes on when ``release`` is set."""
+    real_rotate = store.rotate_refresh
+
+    async def rotate_refresh(*args: Any, **kwargs: Any) -> Rotated | None:
+        if _task_name() == task:
+            arrived.set()
+            await release.wait()
+        return await real_rotate(*args, **kwargs)
+
+    monkeypatch.setattr(store, "rotate_refresh", rotate_refresh)
     for method in ("sessions", "transaction"):
         real = getattr(store, method, None)
         if real is None:
@@ -170,15 +179,25 @@ async def test_a_refresh_that_waited_for_the_family_lock_is_a_reuse(
     login: Login,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A holds the lock on the token's family; B asks for it and waits; A commits.
+    """A holds the lock on the token's family (through ``lock_refresh``); B asks for it
+    and waits; A commits.
 
-    B must then see the token as spent (PostgreSQL READ COMMITTED hands a ``FOR UPDATE``
-    waiter the row as it was before the wait unless the token row is read afresh)."""
+    B's one-statement rotation must give the busy family up rather than wait with a clock
+    read before the wait, and B's locked path must then see the token as spent
+    (PostgreSQL READ COMMITTED hands a ``FOR UPDATE`` waiter the row as it was before
+    the wait unless the token row is read afresh)."""
     app, tokens = await _session(ctx, make_client, make_user, login)
     reuses_before = _reuse_count()
     a_holds_lock, release_a = asyncio.Event(), asyncio.Event()
     b_entering = asyncio.Event()
 
+    # A takes the locked path, as a request does when its rotation finds the family busy.
+    real_rotate = ctx.store.rotate_refresh
+
+    async def rotate_refresh(*args: Any, **kwargs: Any) -> Rotated | None:
+        return None if _task_name() == "A" else await real_rotate(*args, **kwargs)
+
+    monkeypatch.setattr(ctx.store, "rotate_refresh", rotate_refresh)
     for cls in _classes_with("lock_refresh"):
         real = vars(cls)["lock_refresh"]
 
@@ -197,7 +216,7 @@ async def test_a_refresh_that_waited_for_the_family_lock_is_a_reuse(
     a = asyncio.create_task(_refresh(ctx, ctx.store, app, tokens["refresh_token"])(), name="A")
     await a_holds_lock.wait()
     b = asyncio.create_task(_refresh(ctx, second_store, app, tokens["refresh_token"])(), name="B")
-    if ctx.store.dialect == "postgresql":
+    if ctx.store.dialect == "postgres":
         await wait_for_lock_waiters(ctx, 1)
     else:
         # B asks for its transaction (another connection) while A holds SQLite's write
@@ -205,6 +224,69 @@ async def test_a_refresh_that_waited_for_the_family_lock_is_a_reuse(
         await b_entering.wait()
     release_a.set()
     winner = await a
+    with pytest.raises(InvalidGrantError):
+        await b
+    await _assert_reuse_was_handled(ctx, app, tokens["refresh_token"], winner, reuses_before)
+
+
+async def test_a_refresh_that_waited_for_a_one_statement_rotation_is_a_reuse(
+    ctx: Context,
+    second_store: AnyStore,
+    make_client: MakeClient,
+    make_user: MakeUser,
+    login: Login,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL. A's rotation statement holds the family's lock and is kept from
+    finishing: the test holds an uncommitted row with the token hash A is about to
+    insert, so A's insert waits for the test. B presents the same token meanwhile: its
+    own rotation must not take the family, and its locked path waits for A. The test
+    lets A go; A commits, and B is a reuse that deny-lists A's access token."""
+    if ctx.store.dialect != "postgres":
+        pytest.skip("SQLite: the write lock serializes the whole rotation (the test above)")
+    app, tokens = await _session(ctx, make_client, make_user, login)
+    _, other = await _session(ctx, make_client, make_user, login)
+    reuses_before = _reuse_count()
+    b_rotations: list[Rotated | None] = []
+    real_rotate = second_store.rotate_refresh
+
+    async def rotate_refresh(*args: Any, **kwargs: Any) -> Rotated | None:
+        b_rotations.append(await real_rotate(*args, **kwargs))
+        return b_rotations[-1]
+
+    monkeypatch.setattr(second_store, "rotate_refresh", rotate_refresh)
+    successor = "the-token-A-issues"
+    real_new = sessions.new_refresh_token
+    monkeypatch.setattr(
+        sessions,
+        "new_refresh_token",
+        lambda: successor if _task_name() == "A" else real_new(),
+    )
+    blocker = await asyncpg.connect(ctx.settings.database_url)
+    try:
+        holding = blocker.transaction()
+        await holding.start()
+        # Another family's row: a row of A's family would take a key-share lock on it.
+        await blocker.execute(
+            "INSERT INTO refresh_tokens (token_hash, family_id, generation, scope, issued_at,"
+            " idle_expires_at) VALUES ($1, $2, 99, '', now(), now())",
+            sessions.hash_refresh_token(successor),
+            (await _family(ctx, other["refresh_token"])).family_id,
+        )
+        a = asyncio.create_task(_refresh(ctx, ctx.store, app, tokens["refresh_token"])(), name="A")
+        await wait_for_lock_waiters(ctx, 1)  # A, on the test's row, holding the family
+        b = asyncio.create_task(
+            _refresh(ctx, second_store, app, tokens["refresh_token"])(), name="B"
+        )
+        await wait_for_lock_waiters(ctx, 2)  # and B, on the family A holds
+        # B waits in its locked path, which reads the clock after the wait: its rotation
+        # gave the family up at once.
+        assert b_rotations == [None]
+        await holding.rollback()
+    finally:
+        await blocker.close()
+    winner = await a
+    assert winner.refresh_token == successor
     with pytest.raises(InvalidGrantError):
         await b
     await _assert_reuse_was_handled(ctx, app, tokens["refresh_token"], winner, reuses_before)
@@ -332,7 +414,7 @@ async def test_logout_of_two_sessions_racing_a_revocation_of_the_second_does_not
     of session 2, or a reuse detection in it, runs. The test holds family 1's row, then
     the revocation lock, so the logout queues for that lock first and the racer
     behind it; then the test lets go."""
-    if ctx.store.dialect != "postgresql":
+    if ctx.store.dialect != "postgres":
         pytest.skip("SQLite serializes every writer on its one write lock")
     app = await make_client(first_party=True)
     user = await make_user()
