@@ -78,11 +78,12 @@ class Policy:
     max_token_bytes: int = MAX_TOKEN_BYTES
     required_claims: tuple[str, ...] = ("iss", "sub", "aud", "exp", "iat", "jti")
     max_lifetime: float | None = DEFAULT_MAX_LIFETIME
-    # required_claims as a set, for check_claims' one-test presence check.
-    _required: frozenset[str] = field(init=False, repr=False, compare=False)
+    # The required claims check_claims' sweep does not establish by itself.
+    _required_rest: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_required", frozenset(self.required_claims))
+        rest = frozenset(self.required_claims) - _PRESENT_IN_SWEEP
+        object.__setattr__(self, "_required_rest", rest)
         unknown = set(self.algorithms) - SUPPORTED_ALGS
         if unknown or not self.algorithms:
             raise ValueError(f"algorithms must be a non-empty subset of {sorted(SUPPORTED_ALGS)}")
@@ -327,6 +328,8 @@ def check_header(header: Mapping[str, Any], policy: Policy) -> tuple[str, str]:
 
 
 _NO_ROLES: list[str] = []
+# Claims check_claims' one sweep requires to be present (with the right type) anyway.
+_PRESENT_IN_SWEEP = frozenset({"iss", "sub", "aud", "exp", "iat", "jti"})
 
 
 def check_claims(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
@@ -338,36 +341,42 @@ def check_claims(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
     the error raised is always the first failing check's, in its documented order.
     """
     get = claims.get
-    exp, iat, nbf = get("exp"), get("iat"), get("nbf", 0)
-    aud, audience = get("aud"), policy.audience
+    exp, iat, nbf, iss, aud = get("exp"), get("iat"), get("nbf", 0), get("iss"), get("aud")
     roles = get("roles", _NO_ROLES)
-    leeway, max_lifetime = policy.leeway, policy.max_lifetime
-    try:
+    leeway, max_lifetime, audience = policy.leeway, policy.max_lifetime, policy.audience
+    if (
+        type(exp) is int
+        and type(iat) is int
+        and type(nbf) is int
+        and type(iss) is str
+        and type(get("sub")) is str
+        and type(get("jti")) is str
+        and type(get("client_id", "")) is str
+        and type(get("scope", "")) is str
+        and type(roles) is list
+        and (not policy._required_rest or claims.keys() >= policy._required_rest)
+        and iss == policy.issuer
+        and (aud == audience if type(aud) is str else type(aud) is list and audience in aud)
+    ):
+        try:
+            exp_f, iat_f, nbf_f = float(exp), float(iat), float(nbf)
+        except OverflowError:  # an integer time beyond float range: refused in order
+            _check_claims_in_order(claims, policy, now)
+            return
         if (
-            type(exp) is int
-            and type(iat) is int
-            and type(nbf) is int
-            and claims.keys() >= policy._required
-            and now < (exp := float(exp)) + leeway
-            and now + leeway >= float(nbf)
-            and now + leeway >= (iat := float(iat))
+            now < exp_f + leeway
+            and now + leeway >= nbf_f
+            and now + leeway >= iat_f
             and (
                 max_lifetime is None
-                or (exp - now <= max_lifetime + leeway and exp - iat <= max_lifetime)
+                or (exp_f - now <= max_lifetime + leeway and exp_f - iat_f <= max_lifetime)
             )
-            and type(iss := get("iss")) is str
-            and iss == policy.issuer
-            and (aud == audience if type(aud) is str else type(aud) is list and audience in aud)
-            and type(get("sub", "")) is str
-            and type(get("jti", "")) is str
-            and type(get("client_id", "")) is str
-            and type(get("scope", "")) is str
-            and type(roles) is list
-            and all(type(role) is str for role in roles)
         ):
-            return
-    except OverflowError:  # an integer time beyond float range: refused in order below
-        pass
+            for role in roles:
+                if type(role) is not str:
+                    break
+            else:
+                return
     _check_claims_in_order(claims, policy, now)
 
 
@@ -447,15 +456,12 @@ def prepare(
             raw = token.encode("ascii")
         except UnicodeEncodeError:
             raw = b""
-        first = raw.find(b".")
-        if first > 0:
-            second = raw.find(b".", first + 1)
-            if first + 1 < second < len(raw) - 1 and raw.find(b".", second + 1) < 0:
-                hit = headers._entries.get(raw[:first])
-                if hit is not None:
-                    return PreparedToken(
-                        hit[0], hit[1], raw[:second], raw[first + 1 : second], raw[second + 1 :]
-                    )
+        signing_input, _, s = raw.rpartition(b".")
+        h, dot, p = signing_input.partition(b".")
+        if dot and h and p and s and p.find(b".") < 0:
+            hit = headers._entries.get(h)
+            if hit is not None:
+                return PreparedToken(hit[0], hit[1], signing_input, p, s)
     try:
         signing_input, h, p, s = _split(token, policy.max_token_bytes)
         if headers is not None:

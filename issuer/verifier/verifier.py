@@ -36,33 +36,10 @@ class KeyLookup(Protocol):
     def cached_key(self, kid: str, now: float) -> VerificationKey | None: ...
 
 
-class _Verified:
-    """A token that verified: its claims, its key, and the time window its claims allow."""
-
-    __slots__ = ("claims", "key", "kid", "valid_from", "valid_until")
-
-    def __init__(
-        self, claims: dict[str, Any], kid: str, key: VerificationKey, policy: Policy
-    ) -> None:
-        self.claims = claims
-        self.kid = kid
-        self.key = key
-        # The only claim checks that depend on ``now`` (see core.check_claims), solved for
-        # ``now``; check_claims has already refused anything that is not a finite number.
-        leeway = policy.leeway
-        exp = claims["exp"]
-        self.valid_until = exp + leeway
-        start = -math.inf
-        nbf = claims.get("nbf")
-        if nbf is not None:
-            start = nbf - leeway
-        iat = claims.get("iat")
-        if iat is not None and iat - leeway > start:
-            start = iat - leeway
-        max_lifetime = policy.max_lifetime
-        if max_lifetime is not None and exp - max_lifetime - leeway > start:
-            start = exp - max_lifetime - leeway
-        self.valid_from = start
+# A token that verified: (claims, kid, key, valid_from, valid_until), the last two the
+# window of ``now`` its claims allow. A tuple: built on every cold verify, and a class
+# instance costs several times as much to build.
+_Verified = tuple[dict[str, Any], str, VerificationKey, float, float]
 
 
 J = TypeVar("J", bound=KeyLookup)
@@ -132,16 +109,17 @@ class _Base(Generic[J]):
         self, token: str | bytes, hit: _Verified, now: float, jwks: KeyLookup
     ) -> dict[str, Any] | None:
         """The claims of a token verified before, if every check that can change still holds."""
+        claims, kid, key, valid_from, valid_until = hit
         if (
-            hit.valid_from <= now < hit.valid_until
+            valid_from <= now < valid_until
             # The key must still be the one in the fresh key set: a key that left the set
             # (or a set that went stale) sends the token back through the full path.
-            and jwks.cached_key(hit.kid, now) is hit.key
-            and (self._key_revoked is None or not self._key_revoked(hit.kid))
+            and jwks.cached_key(kid, now) is key
+            and (self._key_revoked is None or not self._key_revoked(kid))
         ):
             if self.revocations is not None:
-                self.revocations.check(hit.claims)
-            return dict(hit.claims)
+                self.revocations.check(claims)
+            return dict(claims)
         with self._lock:
             self._verified.pop(token, None)
         return None
@@ -154,7 +132,19 @@ class _Base(Generic[J]):
         if self.revocations is not None:
             self.revocations.check(claims)
         if self.cache_size:
-            entry = _Verified(claims, prepared.kid, key, policy)
+            # The only claim checks that depend on ``now`` (see core.check_claims), solved
+            # for ``now``; check_claims has already refused anything that is not a finite
+            # number.
+            leeway, max_lifetime = policy.leeway, policy.max_lifetime
+            exp, nbf, iat = claims["exp"], claims.get("nbf"), claims.get("iat")
+            start = -math.inf
+            if nbf is not None:
+                start = nbf - leeway
+            if iat is not None and iat - leeway > start:
+                start = iat - leeway
+            if max_lifetime is not None and exp - max_lifetime - leeway > start:
+                start = exp - max_lifetime - leeway
+            entry = (claims, prepared.kid, key, start, exp + leeway)
             with self._lock:
                 verified = self._verified
                 if len(verified) >= self.cache_size:
