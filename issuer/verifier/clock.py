@@ -12,8 +12,9 @@ class UnixClock(Protocol):
     def __call__(self) -> float: ...
 
 
-def system_clock() -> float:
-    return time.time()
+# time.time itself rather than a function that calls it: the verifier reads the
+# clock on every verify, and the extra call layer is measurable there.
+system_clock: UnixClock = time.time
 
 
 class ManualClock:

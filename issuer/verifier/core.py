@@ -20,8 +20,8 @@ import binascii
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -46,9 +46,14 @@ from issuer.verifier.keys import SUPPORTED_ALGS, VerificationKey, load_jwks
 
 MAX_TOKEN_BYTES = 8192
 DEFAULT_MAX_LIFETIME = 24 * 3600.0
-# base64url -> base64, with '+', '/' and '=' mapped to '!', which strict decoding refuses.
-_B64URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
+# base64url -> standard base64, and every byte outside the base64url alphabet -> '!'
+# (which no base64 alphabet contains), so one translate both converts a segment and
+# marks any stray byte ('=', '+', '/', whitespace, '.') for a single find.
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_STRAY = bytes(c for c in range(256) if c not in _ALPHABET)
+_B64URL_TO_STD = bytes.maketrans(_ALPHABET + _STRAY, _ALPHABET[:62] + b"+/" + b"!" * len(_STRAY))
 _PADDING = (b"", b"", b"==", b"=")
+_a2b = binascii.a2b_base64
 # Stateless, immutable helpers built once instead of on every verify.
 _SHA256 = hashes.SHA256()
 _PKCS1 = padding.PKCS1v15()
@@ -73,8 +78,12 @@ class Policy:
     max_token_bytes: int = MAX_TOKEN_BYTES
     required_claims: tuple[str, ...] = ("iss", "sub", "aud", "exp", "iat", "jti")
     max_lifetime: float | None = DEFAULT_MAX_LIFETIME
+    # The required claims check_claims' sweep does not establish by itself.
+    _required_rest: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        rest = frozenset(self.required_claims) - _PRESENT_IN_SWEEP
+        object.__setattr__(self, "_required_rest", rest)
         unknown = set(self.algorithms) - SUPPORTED_ALGS
         if unknown or not self.algorithms:
             raise ValueError(f"algorithms must be a non-empty subset of {sorted(SUPPORTED_ALGS)}")
@@ -113,7 +122,6 @@ class PreparedToken:
         self.signature = signature
 
 
-_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # The last character of an unpadded segment carries 4 (length % 4 == 2) or 2 (== 3)
 # unused bits, which canonical base64url (RFC 4648 §3.5) sets to zero. Accepting
 # others would let one token be spelled several ways.
@@ -125,19 +133,13 @@ _CANONICAL_LAST = {
 
 def _b64decode(part: bytes) -> bytes:
     # Strict base64url without padding (RFC 7515 §2): reject '=', '+', '/', whitespace.
-    # The alphabet is checked up front (deleting every valid character must leave
-    # nothing), so the faster non-strict decoder then sees only valid input.
-    rest = len(part) % 4
-    if (
-        rest == 1
-        or (rest and part[-1] not in _CANONICAL_LAST[rest])
-        or part.translate(None, _ALPHABET)
-    ):
+    # Stray bytes became '!' in the translation, so the faster non-strict decoder
+    # only ever sees valid input.
+    rest = len(part) & 3
+    std = part.translate(_B64URL_TO_STD)
+    if std.find(b"!") >= 0 or rest == 1 or (rest and part[-1] not in _CANONICAL_LAST[rest]):
         raise MalformedTokenError("invalid base64url")
-    try:
-        return binascii.a2b_base64(part.translate(_B64URL_TO_STD) + _PADDING[rest])
-    except binascii.Error:
-        raise MalformedTokenError("invalid base64url") from None
+    return _a2b(std + _PADDING[rest])
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -154,9 +156,15 @@ def _reject_constant(name: str) -> Any:
 # Built once: json.loads(..., object_pairs_hook=...) would build a decoder per call.
 _DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
 _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+# The same scanner without the pairs hook: it builds dicts directly (a duplicate member
+# silently overwrites), so its result is only used once _json_object has ruled
+# duplicates out.
+_PLAIN_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(  # type: ignore[attr-defined]
+    parse_constant=_reject_constant
+).scan_once
 
 
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+def _json_object_exact(raw: bytes, what: str) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
         # The scanner alone when the text is exactly one value (as the issuer writes it);
@@ -177,7 +185,37 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object with no duplicate member (RFC 7515 §5.2 step 4, RFC 7519 §4).
+
+    The fast path parses without the pairs hook and rules duplicates out by
+    counting. Every member has exactly one colon outside strings, and that colon
+    is followed by whitespace or a value, never by '/': so, in text that parsed,
+    members <= count(':') - count(':/'). Decoding keeps one member per distinct
+    name, so len(value) <= the sum of all the objects' sizes <= members, with
+    equality throughout only if no object anywhere has two members whose names
+    decode alike ("a" and "\\u0061" included). So when the bound equals
+    len(value) there is no duplicate. An issuer's claims meet it: their only
+    colons inside strings are the "://" of URLs. Anything else (a failure, a
+    non-object, a count that cannot tell) goes to :func:`_json_object_exact`, so
+    results and errors are always that function's.
+    """
+    try:
+        text = raw.decode("utf-8")
+        value, end = _PLAIN_SCAN(text, 0)
+    except Exception:  # the exact decoder says what is wrong, as it always did
+        return _json_object_exact(raw, what)
+    if (
+        end == len(text)
+        and type(value) is dict
+        and text.count(":") - text.count(":/") == len(value)
+    ):
+        return value
+    return _json_object_exact(raw, what)
+
+
 def _split(token: str | bytes, max_bytes: int) -> tuple[bytes, bytes, bytes, bytes]:
+    """(signing input, header, payload, signature) segments of a compact JWS."""
     if isinstance(token, str):
         # Length first: a huge token is refused before it is even encoded.
         if len(token) > max_bytes:
@@ -192,29 +230,45 @@ def _split(token: str | bytes, max_bytes: int) -> tuple[bytes, bytes, bytes, byt
         raise MalformedTokenError("token must be a string")
     if len(raw) > max_bytes:
         raise MalformedTokenError(f"token is longer than {max_bytes} bytes")
-    if raw.count(b".") != 2:
-        # Five parts is a JWE; JSON serialization has no dots at all.
+    # Exactly two dots (five parts is a JWE; JSON serialization has none), found with
+    # find (memchr) rather than count and split, which walk the token byte by byte.
+    first = raw.find(b".")
+    second = raw.find(b".", first + 1) if first >= 0 else -1
+    if second < 0 or raw.find(b".", second + 1) >= 0:
         raise MalformedTokenError("not a JWS compact serialization")
-    h, p, s = raw.split(b".")
-    if not h or not p or not s:
+    if first == 0 or second == first + 1 or second == len(raw) - 1:
         raise MalformedTokenError("empty header, payload or signature")
-    return raw, h, p, s
+    return raw[:second], raw[:first], raw[first + 1 : second], raw[second + 1 :]
 
 
 def parse_compact(token: str | bytes, max_bytes: int = MAX_TOKEN_BYTES) -> ParsedToken:
     """Split and decode a JWS compact serialization; no signature check yet."""
-    _, h, p, s = _split(token, max_bytes)
+    signing_input, h, p, s = _split(token, max_bytes)
     header = _json_object(_b64decode(h), "header")
     claims = _json_object(_b64decode(p), "payload")
-    return ParsedToken(header, claims, h + b"." + p, _b64decode(s))
+    return ParsedToken(header, claims, signing_input, _b64decode(s))
+
+
+# Concrete classes seen to be RSA public keys: isinstance against the ABC costs more
+# than the rest of the dispatch. Only ever grows with classes that passed isinstance.
+_RSA_TYPES: set[type] = set()
+
+
+def _is_rsa(k: object) -> TypeGuard[rsa.RSAPublicKey]:
+    if type(k) in _RSA_TYPES:
+        return True
+    if isinstance(k, rsa.RSAPublicKey):
+        _RSA_TYPES.add(type(k))
+        return True
+    return False
 
 
 def _verify_signature(key: VerificationKey, alg: str, data: bytes, sig: bytes) -> None:
     k = key.key
     try:
-        if alg == "RS256" and isinstance(k, rsa.RSAPublicKey):
+        if alg == "RS256" and _is_rsa(k):
             k.verify(sig, data, _PKCS1, _SHA256)
-        elif alg == "PS256" and isinstance(k, rsa.RSAPublicKey):
+        elif alg == "PS256" and _is_rsa(k):
             k.verify(sig, data, _PSS, _SHA256)
         elif alg == "ES256" and isinstance(k, ec.EllipticCurvePublicKey):
             if len(sig) != 64:
@@ -273,8 +327,60 @@ def check_header(header: Mapping[str, Any], policy: Policy) -> tuple[str, str]:
     return alg, kid
 
 
+_NO_ROLES: list[str] = []
+# Claims check_claims' one sweep requires to be present (with the right type) anyway.
+_PRESENT_IN_SWEEP = frozenset({"iss", "sub", "aud", "exp", "iat", "jti"})
+
+
 def check_claims(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
-    """RFC 7519 §4.1 and RFC 9068 §4 claim checks, each with ``policy.leeway``."""
+    """RFC 7519 §4.1 and RFC 9068 §4 claim checks, each with ``policy.leeway``.
+
+    A token as the issuer writes it (integer times, string claims) passes in one
+    sweep that makes exactly the checks below, with the same arithmetic. Anything
+    else, including any failure, goes through :func:`_check_claims_in_order`, so
+    the error raised is always the first failing check's, in its documented order.
+    """
+    get = claims.get
+    exp, iat, nbf, iss, aud = get("exp"), get("iat"), get("nbf", 0), get("iss"), get("aud")
+    roles = get("roles", _NO_ROLES)
+    leeway, max_lifetime, audience = policy.leeway, policy.max_lifetime, policy.audience
+    if (
+        type(exp) is int
+        and type(iat) is int
+        and type(nbf) is int
+        and type(iss) is str
+        and type(get("sub")) is str
+        and type(get("jti")) is str
+        and type(get("client_id", "")) is str
+        and type(get("scope", "")) is str
+        and type(roles) is list
+        and (not policy._required_rest or claims.keys() >= policy._required_rest)
+        and iss == policy.issuer
+        and (aud == audience if type(aud) is str else type(aud) is list and audience in aud)
+    ):
+        try:
+            exp_f, iat_f, nbf_f = float(exp), float(iat), float(nbf)
+        except OverflowError:  # an integer time beyond float range: refused in order
+            _check_claims_in_order(claims, policy, now)
+            return
+        if (
+            now < exp_f + leeway
+            and now + leeway >= nbf_f
+            and now + leeway >= iat_f
+            and (
+                max_lifetime is None
+                or (exp_f - now <= max_lifetime + leeway and exp_f - iat_f <= max_lifetime)
+            )
+        ):
+            for role in roles:
+                if type(role) is not str:
+                    break
+            else:
+                return
+    _check_claims_in_order(claims, policy, now)
+
+
+def _check_claims_in_order(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
     for name in policy.required_claims:
         if name not in claims:
             raise MissingClaimError(f"claim {name} is required")
@@ -342,13 +448,27 @@ def prepare(
     token: str | bytes, policy: Policy, headers: HeaderCache | None = None
 ) -> PreparedToken:
     """Size, shape and header checks: everything before a key is needed."""
+    if headers is not None and type(token) is str and len(token) <= policy.max_token_bytes:
+        # The usual token in one sweep: ASCII, exactly two dots, no empty segment, a
+        # header segment that passed check_header before. Anything else takes the
+        # checks in order below (the same checks, and the error of the first that fails).
+        try:
+            raw = token.encode("ascii")
+        except UnicodeEncodeError:
+            raw = b""
+        signing_input, _, s = raw.rpartition(b".")
+        h, dot, p = signing_input.partition(b".")
+        if dot and h and p and s and p.find(b".") < 0:
+            hit = headers._entries.get(h)
+            if hit is not None:
+                return PreparedToken(hit[0], hit[1], signing_input, p, s)
     try:
-        _, h, p, s = _split(token, policy.max_token_bytes)
+        signing_input, h, p, s = _split(token, policy.max_token_bytes)
         if headers is not None:
             alg, kid = headers.check(h)
         else:
             alg, kid = check_header(_json_object(_b64decode(h), "header"), policy)
-        return PreparedToken(alg, kid, h + b"." + p, p, s)
+        return PreparedToken(alg, kid, signing_input, p, s)
     except TokenError:
         raise
     except Exception:  # any surprise inside decoding is a malformed token
@@ -359,11 +479,45 @@ def complete(
     prepared: PreparedToken, key: VerificationKey, policy: Policy, now: float
 ) -> dict[str, Any]:
     """Signature first, then the payload: claims are only parsed once authenticated."""
+    alg, k, s, p = prepared.alg, key.key, prepared.signature, prepared.payload
+    rest_s, rest_p = len(s) & 3, len(p) & 3
+    sig, payload = s.translate(_B64URL_TO_STD), p.translate(_B64URL_TO_STD)
+    if (
+        # RS256 with an RSA key that fits it (key.fits, _verify_signature) and two
+        # segments that _b64decode accepts, inlined; anything else takes the general
+        # path below, in its order, with its errors.
+        alg == "RS256"
+        and type(k) in _RSA_TYPES
+        and key.kty == "RSA"
+        and (key.alg is None or key.alg == "RS256")
+        and sig.find(b"!") < 0
+        and payload.find(b"!") < 0
+        and rest_s != 1
+        and rest_p != 1
+        and (not rest_s or s[-1] in _CANONICAL_LAST[rest_s])
+        and (not rest_p or p[-1] in _CANONICAL_LAST[rest_p])
+    ):
+        # type(k) in _RSA_TYPES means isinstance(k, rsa.RSAPublicKey), which mypy cannot see.
+        rsa_key: rsa.RSAPublicKey = k  # type: ignore[assignment]
+        try:
+            try:
+                rsa_key.verify(
+                    _a2b(sig + _PADDING[rest_s]), prepared.signing_input, _PKCS1, _SHA256
+                )
+            except InvalidSignature:
+                raise BadSignatureError("signature does not verify") from None
+            claims = _json_object(_a2b(payload + _PADDING[rest_p]), "payload")
+            check_claims(claims, policy, now)
+            return claims
+        except TokenError:
+            raise
+        except Exception:  # any surprise inside decoding is a malformed token
+            raise MalformedTokenError("token could not be decoded") from None
     try:
-        if not key.fits(prepared.alg):
-            raise DisallowedAlgorithmError(f"alg {prepared.alg} does not fit key {key.kid}")
-        _verify_signature(key, prepared.alg, prepared.signing_input, _b64decode(prepared.signature))
-        claims = _json_object(_b64decode(prepared.payload), "payload")
+        if not key.fits(alg):
+            raise DisallowedAlgorithmError(f"alg {alg} does not fit key {key.kid}")
+        _verify_signature(key, alg, prepared.signing_input, _b64decode(s))
+        claims = _json_object(_b64decode(p), "payload")
         check_claims(claims, policy, now)
         return claims
     except TokenError:

@@ -142,7 +142,8 @@ class JWKSClient(Background):
 
     def cached_key(self, kid: str, now: float) -> VerificationKey | None:
         """The fast path: the key for ``kid`` if the cached set is fresh, else None."""
-        return self.cache.cached_key(kid, now)
+        cache = self.cache  # JWKSCache.cached_key, inlined: this runs once per verify
+        return cache.keys.get(kid) if now < cache.fresh_until else None
 
     async def get_key(self, kid: str) -> VerificationKey:
         """The key for ``kid``, fetching when the set is stale or the kid is new."""

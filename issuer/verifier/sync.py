@@ -174,7 +174,8 @@ class SyncJWKSClient(_Closing):
         return self.cache.refresh_due(self._clock())
 
     def cached_key(self, kid: str, now: float) -> VerificationKey | None:
-        return self.cache.cached_key(kid, now)
+        cache = self.cache  # JWKSCache.cached_key, inlined: this runs once per verify
+        return cache.keys.get(kid) if now < cache.fresh_until else None
 
     def get_key(self, kid: str) -> VerificationKey:
         """The key for ``kid``, fetching when the set is stale or the kid is new."""

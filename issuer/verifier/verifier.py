@@ -36,32 +36,10 @@ class KeyLookup(Protocol):
     def cached_key(self, kid: str, now: float) -> VerificationKey | None: ...
 
 
-class _Verified:
-    """A token that verified: its claims, its key, and the time window its claims allow."""
-
-    __slots__ = ("claims", "key", "kid", "valid_from", "valid_until")
-
-    def __init__(
-        self, claims: dict[str, Any], kid: str, key: VerificationKey, policy: Policy
-    ) -> None:
-        self.claims = claims
-        self.kid = kid
-        self.key = key
-        # The only claim checks that depend on ``now`` (see core.check_claims), solved for
-        # ``now``; check_claims has already refused anything that is not a finite number.
-        leeway = policy.leeway
-        exp = claims["exp"]
-        self.valid_until = exp + leeway
-        start = -math.inf
-        nbf = claims.get("nbf")
-        if nbf is not None:
-            start = nbf - leeway
-        iat = claims.get("iat")
-        if iat is not None and iat - leeway > start:
-            start = iat - leeway
-        if policy.max_lifetime is not None and exp - policy.max_lifetime - leeway > start:
-            start = exp - policy.max_lifetime - leeway
-        self.valid_from = start
+# A token that verified: (claims, kid, key, valid_from, valid_until), the last two the
+# window of ``now`` its claims allow. A tuple: built on every cold verify, and a class
+# instance costs several times as much to build.
+_Verified = tuple[dict[str, Any], str, VerificationKey, float, float]
 
 
 J = TypeVar("J", bound=KeyLookup)
@@ -103,42 +81,70 @@ class _Base(Generic[J]):
         self._verified: dict[str | bytes, _Verified] = {}
         self._lock = threading.Lock()
 
-    def _cached(self, token: str | bytes, now: float, jwks: KeyLookup) -> dict[str, Any] | None:
-        """The claims of a token verified before, if every check that can change still holds."""
+    def _verify_offline(self, token: str | bytes, now: float) -> dict[str, Any] | PreparedToken:
+        """The claims, if the token needs no I/O (verified before, or its key is in the
+        fresh cached set); otherwise the prepared token, whose key must be fetched.
+
+        One method for the whole no-I/O path, shared by both verifiers: it runs on
+        every request, and each call layer costs a noticeable share of a verify.
+        """
+        jwks = self.jwks
         try:
             hit = self._verified.get(token)
         except TypeError:  # not a string at all: prepare() says why
-            return None
-        if hit is None:
-            return None
+            hit = None
+        if hit is not None:
+            claims = self._cached(token, hit, now, jwks)
+            if claims is not None:
+                return claims
+        prepared = prepare(token, self.policy, self._headers)
+        if self._key_revoked is not None and self._key_revoked(prepared.kid):
+            raise RevokedTokenError("the key that signed this token was revoked")
+        key = jwks.cached_key(prepared.kid, now)
+        if key is None:
+            return prepared
+        return self._complete(token, prepared, key, now)
+
+    def _cached(
+        self, token: str | bytes, hit: _Verified, now: float, jwks: KeyLookup
+    ) -> dict[str, Any] | None:
+        """The claims of a token verified before, if every check that can change still holds."""
+        claims, kid, key, valid_from, valid_until = hit
         if (
-            hit.valid_from <= now < hit.valid_until
+            valid_from <= now < valid_until
             # The key must still be the one in the fresh key set: a key that left the set
             # (or a set that went stale) sends the token back through the full path.
-            and jwks.cached_key(hit.kid, now) is hit.key
-            and (self._key_revoked is None or not self._key_revoked(hit.kid))
+            and jwks.cached_key(kid, now) is key
+            and (self._key_revoked is None or not self._key_revoked(kid))
         ):
             if self.revocations is not None:
-                self.revocations.check(hit.claims)
-            return dict(hit.claims)
+                self.revocations.check(claims)
+            return dict(claims)
         with self._lock:
             self._verified.pop(token, None)
         return None
 
-    def _prepare(self, token: str | bytes) -> PreparedToken:
-        prepared = prepare(token, self.policy, self._headers)
-        if self._key_revoked is not None and self._key_revoked(prepared.kid):
-            raise RevokedTokenError("the key that signed this token was revoked")
-        return prepared
-
     def _complete(
         self, token: str | bytes, prepared: PreparedToken, key: VerificationKey, now: float
     ) -> dict[str, Any]:
-        claims = complete(prepared, key, self.policy, now)
+        policy = self.policy
+        claims = complete(prepared, key, policy, now)
         if self.revocations is not None:
             self.revocations.check(claims)
         if self.cache_size:
-            entry = _Verified(claims, prepared.kid, key, self.policy)
+            # The only claim checks that depend on ``now`` (see core.check_claims), solved
+            # for ``now``; check_claims has already refused anything that is not a finite
+            # number.
+            leeway, max_lifetime = policy.leeway, policy.max_lifetime
+            exp, nbf, iat = claims["exp"], claims.get("nbf"), claims.get("iat")
+            start = -math.inf
+            if nbf is not None:
+                start = nbf - leeway
+            if iat is not None and iat - leeway > start:
+                start = iat - leeway
+            if max_lifetime is not None and exp - max_lifetime - leeway > start:
+                start = exp - max_lifetime - leeway
+            entry = (claims, prepared.kid, key, start, exp + leeway)
             with self._lock:
                 verified = self._verified
                 if len(verified) >= self.cache_size:
@@ -169,17 +175,11 @@ class Verifier(_Base["JWKSClient"]):
 
     async def verify(self, token: str | bytes) -> dict[str, Any]:
         """The token's claims, or exactly one :class:`~issuer.verifier.TokenError` subclass."""
-        now = self._clock()
-        jwks = self.jwks
-        claims = self._cached(token, now, jwks)
-        if claims is not None:
-            return claims
-        prepared = self._prepare(token)
-        key = jwks.cached_key(prepared.kid, now)
-        if key is None:
-            key = await jwks.get_key(prepared.kid)
-            now = self._clock()
-        return self._complete(token, prepared, key, now)
+        result = self._verify_offline(token, self._clock())
+        if not isinstance(result, PreparedToken):
+            return result
+        key = await self.jwks.get_key(result.kid)
+        return self._complete(token, result, key, self._clock())
 
 
 class SyncVerifier(_Base["SyncJWKSClient"]):
@@ -191,17 +191,11 @@ class SyncVerifier(_Base["SyncJWKSClient"]):
 
     def verify(self, token: str | bytes) -> dict[str, Any]:
         """The token's claims, or exactly one :class:`~issuer.verifier.TokenError` subclass."""
-        now = self._clock()
-        jwks = self.jwks
-        claims = self._cached(token, now, jwks)
-        if claims is not None:
-            return claims
-        prepared = self._prepare(token)
-        key = jwks.cached_key(prepared.kid, now)
-        if key is None:
-            key = jwks.get_key(prepared.kid)
-            now = self._clock()
-        return self._complete(token, prepared, key, now)
+        result = self._verify_offline(token, self._clock())
+        if not isinstance(result, PreparedToken):
+            return result
+        key = self.jwks.get_key(result.kid)
+        return self._complete(token, result, key, self._clock())
 
 
 __all__ = ["DEFAULT_CACHE_SIZE", "SyncVerifier", "Verifier"]
