@@ -270,6 +270,13 @@ async def test_a_changed_certificate_file_is_picked_up_and_a_broken_one_is_not(
         assert certificate.changed()
         assert certificate.reload() is False
         assert await asyncio.to_thread(served_serial, port, ctx) == renewed
+        # Nor does one caught between its two files: a new certificate whose key is not
+        # written yet (OpenSSL loads the certificate first, then refuses the key).
+        spare_cert, spare_key = cert_file.with_name("spare.pem"), key_file.with_name("spare.key")
+        ca.issue(spare_cert, spare_key, "next")
+        cert_file.write_bytes(spare_cert.read_bytes())
+        assert certificate.reload() is False
+        assert await asyncio.to_thread(served_serial, port, ctx) == renewed
     finally:
         watch.cancel()
         server.close()
