@@ -27,7 +27,9 @@ import logging
 import os
 import socket
 import ssl
+import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -307,6 +309,25 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+@contextlib.contextmanager
+def _in_memory(data: bytes) -> Iterator[str]:
+    """A path that reads ``data``: an anonymous in-memory file, never on disk (Linux)."""
+    if not hasattr(os, "memfd_create"):
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "pem"
+            path.write_bytes(data)
+            yield str(path)
+        return
+    fd = os.memfd_create("issuer-tls", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
 class Certificate:
     """The TLS context of both listeners; ``reload()`` swaps in the files' current contents.
 
@@ -333,14 +354,22 @@ class Certificate:
         return _stamp(self.cert_file), _stamp(self.key_file)
 
     def _load(self) -> None:
-        try:
-            self.context.load_cert_chain(self.cert_file, self.key_file)
-        except ssl.SSLError as exc:
-            raise ConfigError(
-                f"ISSUER_TLS_CERT_FILE: {self.cert_file.absolute()} and ISSUER_TLS_KEY_FILE "
-                f"{self.key_file.absolute()} do not load as a PEM chain and its key "
-                f"({exc.reason or 'unreadable'})"
-            ) from None
+        # Checked on a scratch context first: OpenSSL puts a new certificate into the
+        # context before it reads the key, so a pair that does not load (a renewal caught
+        # between writing its two files) would leave the live one with no usable key,
+        # and every handshake would fail. Both loads read the same bytes, kept in memory.
+        cert, key = self.cert_file.read_bytes(), self.key_file.read_bytes()
+        with _in_memory(cert) as cert_path, _in_memory(key) as key_path:
+            scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                scratch.load_cert_chain(cert_path, key_path)
+            except ssl.SSLError as exc:
+                raise ConfigError(
+                    f"ISSUER_TLS_CERT_FILE: {self.cert_file.absolute()} and ISSUER_TLS_KEY_FILE "
+                    f"{self.key_file.absolute()} do not load as a PEM chain and its key "
+                    f"({exc.reason or 'unreadable'})"
+                ) from None
+            self.context.load_cert_chain(cert_path, key_path)
 
     def reload(self) -> bool:
         try:
