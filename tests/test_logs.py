@@ -248,3 +248,26 @@ def test_access_line_written_directly_matches_the_formatted_record(
     assert fast["time"][:19] <= slow["time"][:19]
     assert len(fast["time"]) == len(slow["time"])
     assert fast["time"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "POST /token 401",
+        "/admin/keys/{kid}",
+        'a"b',
+        "back\\slash",
+        "tab\there",
+        "new\nline",
+        "\x7f",
+        "\x00",
+        "é",
+        "名前",
+        "\u2028",
+        "",
+        "-",
+    ],
+)
+def test_the_hand_made_access_line_escapes_as_json_does(text: str) -> None:
+    assert logs._json_str(text) == json.dumps(text, ensure_ascii=False)
+    assert json.loads(logs._json_str(text)) == text
