@@ -373,11 +373,19 @@ def _protect_identifier(argv: list[str]) -> list[str]:
 
 
 def _loop_factory(
-    settings: Settings, command: Command
+    settings: Settings, command: Command, args: argparse.Namespace
 ) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop for ``serve`` when installed and not turned off (``ISSUER_UVLOOP``);
-    asyncio's own loop for every other command."""
-    if command is not cmd_serve or not settings.uvloop:
+    """uvloop for a process that serves requests, when installed and not turned off
+    (``ISSUER_UVLOOP``); asyncio's own loop for every other command, and for the
+    supervisor of several workers.
+
+    The supervisor spawns its workers with SIGHUP blocked, so a reload forwarded to
+    one still starting waits for its handler. libuv's spawn unblocks every signal in
+    the child (and resets every disposition): under uvloop such a worker died of the
+    SIGHUP. The supervisor serves nothing, so asyncio's loop costs nothing there.
+    """
+    serves = command is cmd_serve and (args.worker or settings.workers == 1)
+    if not serves or not settings.uvloop:
         return None
     try:
         import uvloop
@@ -400,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.log_format)
     try:
         command: Command = args.run
-        with asyncio.Runner(loop_factory=_loop_factory(settings, command)) as runner:
+        with asyncio.Runner(loop_factory=_loop_factory(settings, command, args)) as runner:
             return runner.run(command(settings, args))
     except ConfigError as exc:
         print(f"issuer: configuration error: {exc}", file=sys.stderr)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from issuer import cli as issuer_cli
 from issuer.clock import SystemClock
 from issuer.config import Settings
 from issuer.context import Context
@@ -243,3 +247,37 @@ def test_serve_runs_on_uvloop_unless_turned_off(tmp_path: Path, setting: str, lo
         assert [d["event_loop"] for d in started] == [loop]
         status, _ = http(served.public + "/.well-known/jwks.json")
         assert status == 200
+
+
+def _sighup_blocked_in_a_spawned_child() -> Callable[[], Coroutine[Any, Any, bool]]:
+    async def spawn() -> bool:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                "print(open('/proc/self/status').read())",
+                stdout=asyncio.subprocess.PIPE,
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+        status = (await proc.communicate())[0].decode()
+        (blocked,) = [line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")]
+        return bool(int(blocked, 16) & (1 << (signal.SIGHUP - 1)))
+
+    return spawn
+
+
+def test_the_supervisor_runs_on_a_loop_whose_workers_start_with_sighup_blocked() -> None:
+    """A worker starts with SIGHUP blocked until its handler is in place; under uvloop
+    (libuv's spawn unblocks every signal in the child) a reload forwarded to a worker
+    still starting killed it (exit -1) while the other served."""
+    settings = Settings(workers=2, uvloop=True)
+    serve_ = issuer_cli.cmd_serve
+    supervisor = issuer_cli._loop_factory(settings, serve_, argparse.Namespace(worker=False))
+    with asyncio.Runner(loop_factory=supervisor) as runner:
+        assert runner.run(_sighup_blocked_in_a_spawned_child()())
+    # The processes that serve requests still get uvloop.
+    worker = issuer_cli._loop_factory(settings, serve_, argparse.Namespace(worker=True))
+    assert worker is not None
+    assert worker.__module__.startswith("uvloop")
