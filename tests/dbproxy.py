@@ -7,8 +7,9 @@
 - ``restore()``: forwarding resumes; stalled bytes flow on;
 - ``cut_at(n)``: count the statements the clients send (PostgreSQL ``Query`` and
   ``Sync`` messages, one per round trip) and close the connection that sends the
-  n-th one, before it reaches the server (``after=True``: just after, before any
-  answer can come back, as when a commit's acknowledgement is lost).
+  n-th one, before it reaches the server (``after=True``: just after; the server
+  runs it to its end and answers, and the answer is dropped, as when a commit's
+  acknowledgement is lost).
 """
 
 from __future__ import annotations
@@ -32,6 +33,23 @@ class _Link:
     last_sql: str = ""
     prepared: dict[bytes, str] = field(default_factory=dict)
     dead: bool = False
+    # Cut after a statement: the client is gone; the server's answer is read to its
+    # end (ReadyForQuery, sent after the commit) and dropped, then the link closes.
+    lost_answer: bool = False
+    answer: bytes = b""
+
+    def answered(self, data: bytes) -> bool:
+        """Whether ``data`` completes the server's answer (its ReadyForQuery message)."""
+        buf = self.answer + data
+        while len(buf) >= 5:
+            (length,) = struct.unpack("!I", buf[1:5])
+            if len(buf) < 1 + length:
+                break
+            if buf[:1] == b"Z":
+                return True
+            buf = buf[1 + length :]
+        self.answer = buf
+        return False
 
     def close(self) -> None:
         self.dead = True
@@ -138,13 +156,16 @@ class PostgresProxy:
                         await writer.drain()
                     if cut:
                         if self._after:
-                            # The server gets the statement and then a clean end of
-                            # stream (it runs the statement); its answer is lost.
-                            link.dead = True
+                            # Closing the server's side now could race its read of
+                            # the statement (a reset drops unread bytes): the other
+                            # direction closes it once the answer has come.
+                            link.lost_answer = True
                             link.client.transport.abort()
-                            writer.close()
                         else:
                             link.close()
+                        break
+                elif link.lost_answer:
+                    if link.answered(data):
                         break
                 else:
                     writer.write(data)
@@ -152,7 +173,7 @@ class PostgresProxy:
         except (ConnectionError, OSError):
             pass
         finally:
-            if not (upstream and self._after and link.dead):
+            if not (upstream and link.lost_answer):
                 link.close()
 
     def _count(self, link: _Link, data: bytes) -> tuple[bytes, bool]:
