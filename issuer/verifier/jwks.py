@@ -83,6 +83,9 @@ class JWKSClient(Background):
             framework=framework,
         )
         self.jwks_uri = self.cache.jwks_uri
+        # The fast path, once per verify (the key for ``kid`` if the cached set is fresh,
+        # else None): the cache's own method, bound here rather than called through one.
+        self.cached_key: Callable[[str, float], VerificationKey | None] = self.cache.cached_key
         self._session = session
         self._owns_session = session is None
         self._clock = clock
@@ -139,11 +142,6 @@ class JWKSClient(Background):
     def keys(self) -> Mapping[str, VerificationKey]:
         """The keys as last fetched (whether fresh, stale or past use)."""
         return self.cache.keys
-
-    def cached_key(self, kid: str, now: float) -> VerificationKey | None:
-        """The fast path: the key for ``kid`` if the cached set is fresh, else None."""
-        cache = self.cache  # JWKSCache.cached_key, inlined: this runs once per verify
-        return cache.keys.get(kid) if now < cache.fresh_until else None
 
     async def get_key(self, kid: str) -> VerificationKey:
         """The key for ``kid``, fetching when the set is stale or the kid is new."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.message import Message
 from types import TracebackType
 from typing import Any, Self
@@ -144,6 +144,9 @@ class SyncJWKSClient(_Closing):
             framework=framework,
         )
         self.jwks_uri = self.cache.jwks_uri
+        # The fast path, once per verify (the key for ``kid`` if the cached set is fresh,
+        # else None): the cache's own method, bound here rather than called through one.
+        self.cached_key: Callable[[str, float], VerificationKey | None] = self.cache.cached_key
         self._clock = clock
         self._timeout = timeout
         self._background_refresh = background_refresh
@@ -172,10 +175,6 @@ class SyncJWKSClient(_Closing):
 
     def refresh_due(self) -> float:
         return self.cache.refresh_due(self._clock())
-
-    def cached_key(self, kid: str, now: float) -> VerificationKey | None:
-        cache = self.cache  # JWKSCache.cached_key, inlined: this runs once per verify
-        return cache.keys.get(kid) if now < cache.fresh_until else None
 
     def get_key(self, kid: str) -> VerificationKey:
         """The key for ``kid``, fetching when the set is stale or the kid is new."""
