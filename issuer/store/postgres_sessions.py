@@ -369,9 +369,7 @@ class PostgresUserStore:
         self, token_hash: str
     ) -> tuple[RefreshTokenRecord, FamilyRecord, UserRecord] | None:
         row = await self.pool.fetchrow(_FIND_REFRESH_GRANT, token_hash)
-        if row is None:
-            return None
-        return rows.token(row, as_is), rows.family(row, as_is), rows.user(row, as_is)
+        return None if row is None else rows.refresh_grant(row, as_is)
 
     async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> Rotated | None:
         async with self.pool.acquire() as conn:

@@ -191,3 +191,8 @@ def family(row: Row, stamp: Stamp) -> FamilyRecord:
         expires_at=stamp(row["f_expires_at"]),
         revoked_at=_opt(stamp, row["f_revoked_at"]),
     )
+
+
+def refresh_grant(row: Row, stamp: Stamp) -> tuple[RefreshTokenRecord, FamilyRecord, UserRecord]:
+    """From a :data:`FIND_REFRESH_GRANT` row: the token, its family and their user."""
+    return token(row, stamp), family(row, stamp), user(row, stamp)

@@ -306,9 +306,7 @@ class SQLiteUserStore:
     ) -> tuple[RefreshTokenRecord, FamilyRecord, UserRecord] | None:
         async with self.read() as tx:
             row = await tx.fetchone(rows.FIND_REFRESH_GRANT, (token_hash,))
-        if row is None:
-            return None
-        return rows.token(row, dt_), rows.family(row, dt_), rows.user(row, dt_)
+        return None if row is None else rows.refresh_grant(row, dt_)
 
     async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> Rotated | None:
         async with self.transaction() as tx:
@@ -316,7 +314,7 @@ class SQLiteUserStore:
             row = await tx.fetchone(rows.FIND_REFRESH_GRANT, (rotation.token_hash,))
             if row is None:
                 return None
-            token, family, user = rows.token(row, dt_), rows.family(row, dt_), rows.user(row, dt_)
+            token, family, user = rows.refresh_grant(row, dt_)
             scope = token.scope if rotation.scope is None else rotation.scope
             # What PostgreSQL's statement checks (postgres_sessions._ROTATE_REFRESH).
             if (
