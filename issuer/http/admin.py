@@ -15,6 +15,7 @@ from issuer.errors import InvalidRequestError
 from issuer.http.auth import actor
 from issuer.http.operations import (
     BAD_REQUEST,
+    CLIENT_SETTINGS,
     NOT_FOUND,
     TOO_LARGE,
     admin,
@@ -131,20 +132,7 @@ async def handle_list_clients(request: web.Request) -> web.Response:
                         "minLength": 1,
                         "maxLength": accounts.MAX_CLIENT_NAME,
                     },
-                    "scopes": {"type": "array", "items": {"type": "string"}},
-                    "first_party": {"type": "boolean"},
-                    "public": {"type": "boolean"},
-                    "redirect_uris": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "Compared exactly (a loopback IP's port may vary)",
-                    },
-                    "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
-                    "web_origins": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "CORS origins (default: the redirect URIs' origins)",
-                    },
+                    **CLIENT_SETTINGS,
                 },
             }
         ),

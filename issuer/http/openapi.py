@@ -17,6 +17,7 @@ from aiohttp import web
 from issuer import __version__
 from issuer.http.operations import (
     BAD_REQUEST,
+    CLIENT_SETTINGS,
     DATABASE_UNAVAILABLE,
     json_body,
     operation,
@@ -120,21 +121,8 @@ SCHEMAS: Doc = {
         "properties": {
             "client_id": {"type": "string"},
             "name": {"type": "string"},
-            "scopes": {"type": "array", "items": {"type": "string"}},
-            "first_party": {"type": "boolean"},
-            "public": {"type": "boolean"},
+            **CLIENT_SETTINGS,
             "disabled": {"type": "boolean"},
-            "redirect_uris": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "Compared exactly (loopback IP redirects: any port, RFC 8252 §7.3)",
-            },
-            "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
-            "web_origins": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "CORS origins; default: the origins of the http(s) redirect URIs",
-            },
             "created_at": {"type": "string", "format": "date-time"},
             "client_secret": {
                 "type": "string",

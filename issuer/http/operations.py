@@ -37,6 +37,24 @@ def pattern(regex: str) -> str:
     return f"^(?:{regex})$"
 
 
+_STRINGS: Doc = {"type": "array", "items": {"type": "string"}}
+# A client's settings, as the admin API takes them and as a client record shows them.
+CLIENT_SETTINGS: Doc = {
+    "scopes": _STRINGS,
+    "first_party": {"type": "boolean"},
+    "public": {"type": "boolean"},
+    "redirect_uris": {
+        **_STRINGS,
+        "description": "Compared exactly (loopback IP redirects: any port, RFC 8252 §7.3)",
+    },
+    "post_logout_redirect_uris": _STRINGS,
+    "web_origins": {
+        **_STRINGS,
+        "description": "CORS origins; default: the origins of the http(s) redirect URIs",
+    },
+}
+
+
 def ref(name: str) -> Doc:
     return {"$ref": f"#/components/schemas/{name}"}
 
