@@ -230,3 +230,28 @@ async def test_unknown_refresh_token_is_invalid_grant(
     resp = await refresh(app, "not-a-token")
     assert resp.status == 400
     assert (await resp.json())["error"] == "invalid_grant"
+
+
+async def test_a_reuse_deny_lists_the_refreshed_access_token_until_its_own_exp(
+    client: TestClient[Any, Any],
+    make_client: MakeClient,
+    make_user: MakeUser,
+    login: Login,
+    refresh: Refresh,
+    clock: SettableClock,
+) -> None:
+    """The jti a refresh records (before it signs) carries the token's own exp: a feed
+    entry that ended earlier would let offline verifiers accept the token again."""
+    app = await make_client(first_party=True)
+    user = await make_user()
+    first = await login(app, user)
+    clock.advance(7.6)  # not a whole second: a rounding that differs would show
+    resp = await refresh(app, first["refresh_token"])
+    assert resp.status == 200
+    claims = jwt.decode((await resp.json())["access_token"], options={"verify_signature": False})
+
+    assert (await refresh(app, first["refresh_token"])).status == 400  # a reuse
+    resp = await client.get("/revocations", headers=app.basic())
+    assert resp.status == 200
+    items = (await resp.json())["items"]
+    assert {"jti": claims["jti"], "exp": claims["exp"]} in items
