@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -249,23 +248,20 @@ def test_serve_runs_on_uvloop_unless_turned_off(tmp_path: Path, setting: str, lo
         assert status == 200
 
 
-def _sighup_blocked_in_a_spawned_child() -> Callable[[], Coroutine[Any, Any, bool]]:
-    async def spawn() -> bool:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                "print(open('/proc/self/status').read())",
-                stdout=asyncio.subprocess.PIPE,
-            )
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-        status = (await proc.communicate())[0].decode()
-        (blocked,) = [line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")]
-        return bool(int(blocked, 16) & (1 << (signal.SIGHUP - 1)))
-
-    return spawn
+async def _sighup_blocked_in_a_spawned_child() -> bool:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "print(open('/proc/self/status').read())",
+            stdout=asyncio.subprocess.PIPE,
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+    status = (await proc.communicate())[0].decode()
+    (blocked,) = [line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")]
+    return bool(int(blocked, 16) & (1 << (signal.SIGHUP - 1)))
 
 
 def test_the_supervisor_runs_on_a_loop_whose_workers_start_with_sighup_blocked() -> None:
@@ -276,7 +272,7 @@ def test_the_supervisor_runs_on_a_loop_whose_workers_start_with_sighup_blocked()
     serve_ = issuer_cli.cmd_serve
     supervisor = issuer_cli._loop_factory(settings, serve_, argparse.Namespace(worker=False))
     with asyncio.Runner(loop_factory=supervisor) as runner:
-        assert runner.run(_sighup_blocked_in_a_spawned_child()())
+        assert runner.run(_sighup_blocked_in_a_spawned_child())
     # The processes that serve requests still get uvloop.
     worker = issuer_cli._loop_factory(settings, serve_, argparse.Namespace(worker=True))
     assert worker is not None
