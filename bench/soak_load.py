@@ -49,7 +49,8 @@ def children(pid: int) -> set[int]:
 
 # argon2id's working memory: one anonymous mapping of m KiB (glibc adds a page) per hash
 # in flight, freed when the hash ends.
-ARGON2_MAPPING_KIB = (PasswordHasher().memory_cost, PasswordHasher().memory_cost + 4)
+_ARGON2_KIB = PasswordHasher().memory_cost
+ARGON2_MAPPING_KIB = (_ARGON2_KIB, _ARGON2_KIB + 4)
 
 
 def rss_kib(pid: int) -> int | None:
