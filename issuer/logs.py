@@ -10,6 +10,8 @@ code that logs must keep it that way (see tests/test_logs.py).
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextvars
 import json
 import logging
@@ -106,23 +108,79 @@ class LibraryFloodFilter(logging.Filter):
         return True
 
 
+class JSONLineHandler(logging.StreamHandler[Any]):
+    """The JSON handler on the root logger; access lines may be waiting to be written first.
+
+    :func:`access` hands its lines to this handler in batches, one write per turn of
+    the event loop (see there); any other record is written after the access lines
+    that came before it, so one process's lines stay in the order they happened.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.pending:
+            self.write_pending()
+        super().emit(record)
+
+    def write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self.pending = self.pending, []
+            if lines:
+                try:
+                    self.stream.write("".join(lines))
+                    self.flush()
+                except (OSError, ValueError):
+                    pass  # stderr closed under us: nothing sensible is left to do
+
+    def queue(self, line: str) -> None:
+        """Write ``line`` at the end of this turn of the event loop (at once outside one)."""
+        with self.lock:  # type: ignore[union-attr]
+            self.pending.append(line)
+            if len(self.pending) > 1:
+                return  # a write is already due
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.write_pending()
+            return
+        loop.call_soon(self.write_pending)
+
+
 # The JSON handler ``configure`` installed on the root logger: access lines written
 # straight to it skip the LogRecord (see ``access``).
-_json_handler: logging.StreamHandler[Any] | None = None
+_json_handler: JSONLineHandler | None = None
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:
     """Send every logger's records to stderr, one line each (``fmt``: json or text)."""
     global _json_handler
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
+    handler: logging.StreamHandler[Any]
+    if fmt == "json":
+        handler = JSONLineHandler()
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(TextFormatter())
     handler.addFilter(LibraryFloodFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
+        if isinstance(old, JSONLineHandler):
+            old.write_pending()
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    _json_handler = handler if fmt == "json" else None
+    if _json_handler is None:
+        # Lines still queued when the process ends (at most one loop turn's) are written.
+        atexit.register(_write_pending)
+    _json_handler = handler if isinstance(handler, JSONLineHandler) else None
+
+
+def _write_pending() -> None:
+    if _json_handler is not None:
+        _json_handler.write_pending()
 
 
 def access(
@@ -144,29 +202,45 @@ def access(
     if handler is not None and _only_handler(logger, handler, level):
         # The line JSONFormatter would make from the record below, with the same fields
         # in the same order, without a LogRecord, a formatter and the handler chain:
-        # at INFO that round trip was a quarter of a JWKS request's cost.
-        # Formatted by hand: json.dumps made a JSONEncoder per call and cost a twelfth of
-        # a JWKS request. _json_str falls back to the encoder for any string that would
-        # need escaping; tests/test_logs.py holds the two to the same line.
+        # at INFO that round trip was a quarter of a JWKS request's cost. What is the
+        # same for every request of a route and status is made once (``_fragments``),
+        # and the lines of one loop turn go out in one write: a write and a flush per
+        # line were a tenth of a JWKS request (issue 11).
         rid = request_id or request_id_var.get()
         current = route_var.get()
-        line = (
-            f'{{"time": "{_now_iso()}", "level": "{logging.getLevelName(level)}", '
-            f'"event": {_json_str(f"{method} {route} {status}")}, '
-            f'"logger": "{ACCESS_LOGGER}", "pid": {os.getpid()}'
-            + ("" if rid == "-" else f', "request_id": {_json_str(rid)}')
-            + ("" if current == "-" else f', "route": {_json_str(current)}')
-            + f', "method": {_json_str(method)}, "status": {int(status)}, '
-            f'"duration_ms": {float(duration_ms)!r}}}\n'
-        )
-        with handler.lock:  # type: ignore[union-attr]
-            handler.stream.write(line)
-            handler.flush()
+        head, tail = _fragments(level, method, route, status, current)
+        rid_part = "" if rid == "-" else f', "request_id": {_json_str(rid)}'
+        handler.queue(f'{{"time": "{_now_iso()}"{head}{rid_part}{tail}{duration_ms!r}}}\n')
         return
     extra: dict[str, Any] = {"method": method, "status": status, "duration_ms": duration_ms}
     if request_id is not None:
         extra["request_id"] = request_id
     logger.log(level, "%s %s %d", method, route, status, extra=extra)
+
+
+_fragment_cache: dict[tuple[int, str, str, int, str, int], tuple[str, str]] = {}
+
+
+def _fragments(level: int, method: str, route: str, status: int, current: str) -> tuple[str, str]:
+    """The access line around its request id: what comes before it, and after up to the
+    duration. Bounded: methods, route templates and statuses are small sets."""
+    pid = os.getpid()  # part of the key: a forked child must not write its parent's pid
+    key = (level, method, route, status, current, pid)
+    found = _fragment_cache.get(key)
+    if found is not None:
+        return found
+    head = (
+        f', "level": "{logging.getLevelName(level)}", '
+        f'"event": {_json_str(f"{method} {route} {status}")}, '
+        f'"logger": "{ACCESS_LOGGER}", "pid": {pid}'
+    )
+    tail = (
+        "" if current == "-" else f', "route": {_json_str(current)}'
+    ) + f', "method": {_json_str(method)}, "status": {int(status)}, "duration_ms": '
+    if len(_fragment_cache) > 4096:
+        _fragment_cache.clear()  # only a flood of unknown methods could get here
+    _fragment_cache[key] = (head, tail)
+    return head, tail
 
 
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
