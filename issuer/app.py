@@ -16,9 +16,8 @@ from issuer.context import Context
 from issuer.http import admin, browser_login, openapi, ops, public, sessions, users
 from issuer.http.auth import require_admin
 from issuer.http.cors import cors
-from issuer.http.metrics import handle_metrics, observe
-from issuer.http.middleware import read_body, request_context
-from issuer.http.requests import storable_text
+from issuer.http.metrics import handle_metrics
+from issuer.http.middleware import edge
 from issuer.lifecycle import start, stop
 from issuer.notify import follow_key_changes
 from issuer.services import housekeeping, passwords
@@ -38,11 +37,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     ctx = Context(settings, clock or SystemClock())
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[request_context, observe, read_body, storable_text, cors],
+        middlewares=[edge(cors=cors)],
     )
     admin_app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[request_context, observe, read_body, require_admin, storable_text],
+        middlewares=[edge(check=require_admin)],
     )
     for a in (app, admin_app):
         a[context_key] = ctx

@@ -49,8 +49,8 @@ async def _client_id_of(request: web.Request) -> str | None:
     return fields.get("client_id") or None
 
 
-@web.middleware
 async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run by the public edge middleware around the handler, for requests with an Origin."""
     methods = CORS_METHODS.get(request.path)
     origin = request.headers.get("Origin")
     if methods is None or origin is None:

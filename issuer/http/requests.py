@@ -7,14 +7,11 @@ same :func:`require_storable` check.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from issuer.errors import InvalidRequestError
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def storable(text: str) -> bool:
@@ -33,21 +30,6 @@ def require_storable(text: str, what: str) -> str:
     if not storable(text):
         raise InvalidRequestError(f"{what} contains a NUL or an invalid Unicode character")
     return text
-
-
-@web.middleware
-async def storable_text(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse, for every route, path segments no store can hold.
-
-    ``%00`` decodes to a NUL that PostgreSQL refuses (a 500 from the driver), and a
-    lone surrogate cannot be encoded as UTF-8: such a value names nothing, so it is
-    a 400 before any handler looks it up. Query parameters are checked by
-    :func:`only_query`, which every handler that reads one calls; bodies by their
-    parsers.
-    """
-    for name, value in request.match_info.items():
-        require_storable(value, f"path segment {name}")
-    return await handler(request)
 
 
 def _storable_strings(value: Any, what: str) -> None:
