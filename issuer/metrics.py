@@ -17,6 +17,9 @@ OAuth error codes, route templates, methods and statuses, all bounded sets.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import bisect
 import functools
 import os
 from collections.abc import Iterable, Iterator
@@ -83,25 +86,34 @@ class _Metrics:
 
 @functools.cache
 def _metrics() -> _Metrics:
+    # What is tallied when the process ends (at most one loop turn's) is not lost.
+    atexit.register(flush)
     return _Metrics()
 
 
 # -- what the code calls --------------------------------------------------------
 
 
-# Label children by their label values, made once: ``labels()`` costs a few
-# microseconds a call (validation, a lock, the key tuple), on every request. The label
-# values are bounded sets (see above), so these stay small.
+# The per-request series (the request histogram, tokens issued, JWKS served) are
+# tallied in plain dicts and added to prometheus-client's values once per turn of the
+# event loop, for all the requests of that turn together. With workers each value is
+# a float in a shared file behind a lock (about a microsecond an increment, three per
+# request): the tally turns those into one per series per turn (issue 11). A scrape
+# of this process adds its own tally first; another worker's is at most one loop turn
+# behind. The label values are bounded sets (see above), so these stay small.
 _token_children: dict[str, Counter] = {}
 _jwks_children: dict[int, Counter] = {}
 _request_children: dict[tuple[str, str, int], Histogram] = {}
+_tokens_due: dict[str, int] = {}
+_jwks_due: dict[int, int] = {}
+# Per (route, method, status): [sum of seconds, then a count per bucket, +Inf last].
+_requests_due: dict[tuple[str, str, int], list[float]] = {}
+_flush_due = False
 
 
 def token_issued(grant: str) -> None:
-    child = _token_children.get(grant)
-    if child is None:
-        child = _token_children[grant] = _metrics().tokens_issued.labels(grant=grant)
-    child.inc()
+    _tokens_due[grant] = _tokens_due.get(grant, 0) + 1
+    _flush_soon()
 
 
 def token_error(error: str) -> None:
@@ -117,10 +129,8 @@ def refresh_reuse_detected() -> None:
 
 
 def jwks_served(status: int) -> None:
-    child = _jwks_children.get(status)
-    if child is None:
-        child = _jwks_children[status] = _metrics().jwks_requests.labels(status=str(status))
-    child.inc()
+    _jwks_due[status] = _jwks_due.get(status, 0) + 1
+    _flush_soon()
 
 
 def connection_closed(listener: str, reason: str) -> None:
@@ -133,12 +143,58 @@ def client_disconnected() -> None:
 
 def request_observed(route: str, method: str, status: int, seconds: float) -> None:
     key = (route, method, status)
-    child = _request_children.get(key)
-    if child is None:
-        child = _request_children[key] = _metrics().request_duration.labels(
-            route=route, method=method, status=str(status)
-        )
-    child.observe(seconds)
+    tally = _requests_due.get(key)
+    if tally is None:
+        tally = _requests_due[key] = [0.0] * (len(DURATION_BUCKETS) + 2)
+    tally[0] += seconds
+    # Prometheus buckets are "less than or equal": the first bound >= seconds.
+    tally[1 + bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+    _flush_soon()
+
+
+def _flush_soon() -> None:
+    global _flush_due
+    if _flush_due:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        flush()
+        return
+    _flush_due = True
+    loop.call_soon(flush)
+
+
+def flush() -> None:
+    """Add the tallies to prometheus-client's values (with workers, the shared files)."""
+    global _flush_due
+    _flush_due = False
+    m = _metrics()
+    while _tokens_due:
+        grant, n = _tokens_due.popitem()
+        child = _token_children.get(grant)
+        if child is None:
+            child = _token_children[grant] = m.tokens_issued.labels(grant=grant)
+        child.inc(n)
+    while _jwks_due:
+        status, n = _jwks_due.popitem()
+        jwks = _jwks_children.get(status)
+        if jwks is None:
+            jwks = _jwks_children[status] = m.jwks_requests.labels(status=str(status))
+        jwks.inc(n)
+    while _requests_due:
+        (route, method, status), tally = _requests_due.popitem()
+        histogram = _request_children.get((route, method, status))
+        if histogram is None:
+            histogram = _request_children[route, method, status] = m.request_duration.labels(
+                route=route, method=method, status=str(status)
+            )
+        # observe() adds to the sum and to one bucket's value (cumulated at exposition);
+        # the same two kinds of value, added once for the whole tally.
+        histogram._sum.inc(tally[0])
+        for bucket, count in zip(histogram._buckets, tally[1:], strict=True):
+            if count:
+                bucket.inc(count)
 
 
 # -- scraping -------------------------------------------------------------------
@@ -207,6 +263,7 @@ class _Scrape:
 
 def render(keyring: Keyring | None, now: datetime) -> bytes:
     """The text exposition: this process's (or, with workers, every worker's) counters."""
+    flush()
     counters: object
     path = os.environ.get(MULTIPROC_ENV)
     if path:
