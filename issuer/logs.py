@@ -22,6 +22,8 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from issuer.jsontext import json_str
+
 # Set by the HTTP middleware for each request; read here for every record.
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 route_var: contextvars.ContextVar[str] = contextvars.ContextVar("route", default="-")
@@ -149,6 +151,9 @@ class JSONLineHandler(logging.StreamHandler[Any]):
         loop.call_soon(self.write_pending)
 
 
+# A logger is made once per name and lives as long as the process: looked up once
+# (``getLogger`` takes the logging module's lock).
+_access_logger = logging.getLogger(ACCESS_LOGGER)
 # The JSON handler ``configure`` installed on the root logger: access lines written
 # straight to it skip the LogRecord (see ``access``).
 _json_handler: JSONLineHandler | None = None
@@ -193,7 +198,7 @@ def access(
     request_id: str | None = None,
 ) -> None:
     """One line per request: never the query string, a header or the body."""
-    logger = logging.getLogger(ACCESS_LOGGER)
+    logger = _access_logger
     level = logging.DEBUG if quiet else logging.INFO
     if not logger.isEnabledFor(level):
         return
@@ -209,7 +214,7 @@ def access(
         rid = request_id or request_id_var.get()
         current = route_var.get()
         head, tail = _fragments(level, method, route, status, current)
-        rid_part = "" if rid == "-" else f', "request_id": {_json_str(rid)}'
+        rid_part = "" if rid == "-" else f', "request_id": {json_str(rid)}'
         handler.queue(f'{{"time": "{_now_iso()}"{head}{rid_part}{tail}{duration_ms!r}}}\n')
         return
     extra: dict[str, Any] = {"method": method, "status": status, "duration_ms": duration_ms}
@@ -231,31 +236,21 @@ def _fragments(level: int, method: str, route: str, status: int, current: str) -
         return found
     head = (
         f', "level": "{logging.getLevelName(level)}", '
-        f'"event": {_json_str(f"{method} {route} {status}")}, '
+        f'"event": {json_str(f"{method} {route} {status}")}, '
         f'"logger": "{ACCESS_LOGGER}", "pid": {pid}'
     )
     tail = (
-        "" if current == "-" else f', "route": {_json_str(current)}'
-    ) + f', "method": {_json_str(method)}, "status": {int(status)}, "duration_ms": '
+        "" if current == "-" else f', "route": {json_str(current)}'
+    ) + f', "method": {json_str(method)}, "status": {int(status)}, "duration_ms": '
     if len(_fragment_cache) > 4096:
         _fragment_cache.clear()  # only a flood of unknown methods could get here
     _fragment_cache[key] = (head, tail)
     return head, tail
 
 
-_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
-
-
-def _json_str(text: str) -> str:
-    """``text`` as JSON, as ``json.dumps(text, ensure_ascii=False)`` writes it."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    return _ENCODER.encode(text)
-
-
 def _only_handler(logger: logging.Logger, handler: logging.Handler, level: int) -> bool:
     """Whether ``handler``, on the root logger, is the one place ``logger``'s record goes."""
-    root = logging.getLogger()
+    root = logging.root
     node = logger
     while node is not root:
         if node.handlers or node.filters or not node.propagate or node.parent is None:

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from issuer import logs
 from issuer.context import Context
+from issuer.jsontext import json_str
 from issuer.kek import load_kek
 from issuer.logs import (
     JSONFormatter,
@@ -269,5 +270,5 @@ def test_access_line_written_directly_matches_the_formatted_record(
     ],
 )
 def test_the_hand_made_access_line_escapes_as_json_does(text: str) -> None:
-    assert logs._json_str(text) == json.dumps(text, ensure_ascii=False)
-    assert json.loads(logs._json_str(text)) == text
+    assert json_str(text) == json.dumps(text, ensure_ascii=False)
+    assert json.loads(json_str(text)) == text
