@@ -27,8 +27,15 @@ def b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
+# One encoder for every token: json.dumps with any option makes a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# Immutable descriptions of the RS256 algorithm, made once rather than per signature.
+_PKCS1V15 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+
+
 def _json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return _COMPACT.encode(obj).encode()
 
 
 class Signer:
@@ -72,7 +79,7 @@ class Signer:
         key = self._key
         if self.alg == "RS256":
             assert isinstance(key, rsa.RSAPrivateKey)
-            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+            return key.sign(data, _PKCS1V15, _SHA256)
         if self.alg == "PS256":
             assert isinstance(key, rsa.RSAPrivateKey)
             # RFC 7518 §3.5: salt length equals the hash length.
