@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from issuer.appkeys import context_key, grant_type_key
 from issuer.context import Context
 from issuer.errors import InvalidRequestError, UnsupportedGrantTypeError
 from issuer.http.code_grant import grant_authorization_code
 from issuer.http.forms import Form, client_credentials_of, read_form
+from issuer.http.middleware import SECURITY_HEADERS
 from issuer.http.operations import (
     BAD_REQUEST,
     CLIENT_401,
@@ -127,14 +130,26 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 )
 async def handle_jwks(request: web.Request) -> web.Response:
     doc, max_age = request.app[context_key].keyring.jwks()
-    headers = {
-        "Cache-Control": f"public, max-age={max_age}",
-        "ETag": doc.etag,
-        "Access-Control-Allow-Origin": "*",
-    }
     if _etag_matches(request.headers.get("If-None-Match"), doc.etag):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=doc.body, headers={**headers, "Content-Type": JWKS_TYPE})
+        return web.Response(status=304, headers=_jwks_headers(doc.etag, max_age, False))
+    return web.Response(body=doc.body, headers=_jwks_headers(doc.etag, max_age, True))
+
+
+@functools.lru_cache(maxsize=64)
+def _jwks_headers(etag: str, max_age: int, with_body: bool) -> CIMultiDict[str]:
+    """The JWKS response's headers, made once per document and max-age (the response
+    copies them): the security headers are among them, so the edge adds none."""
+    headers = CIMultiDict(
+        {
+            "Cache-Control": f"public, max-age={max_age}",
+            "ETag": etag,
+            "Access-Control-Allow-Origin": "*",
+            **SECURITY_HEADERS,
+        }
+    )
+    if with_body:
+        headers["Content-Type"] = JWKS_TYPE
+    return headers
 
 
 def discovery_document(ctx: Context) -> bytes:
