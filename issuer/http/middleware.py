@@ -107,7 +107,26 @@ def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Middlewa
         status, error = 500, "server_error"
         try:
             try:
-                response = await _serve(request, handler, check, cors)
+                # The steps run here, not in a coroutine of their own: one frame less
+                # on every request.
+                timed_out = await _read_body(request) if request.body_exists else None
+                response: web.StreamResponse
+                if timed_out is not None:
+                    response = timed_out
+                else:
+                    for name, value in request.match_info.items():
+                        # %00 decodes to a NUL that PostgreSQL refuses (a 500 from the
+                        # driver), and a lone surrogate cannot be encoded as UTF-8: such a
+                        # segment names nothing, so it is a 400 before any handler looks
+                        # it up. Query parameters are checked by ``only_query``, bodies
+                        # by their parsers.
+                        require_storable(value, f"path segment {name}")
+                    if check is not None:
+                        await check(request)
+                    if cors is not None and "Origin" in request.headers:
+                        response = await cors(request, handler)
+                    else:
+                        response = await handler(request)
                 status, error = response.status, ""
             except IssuerError as exc:
                 status, error = exc.status, exc.error
@@ -141,26 +160,6 @@ def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Middlewa
         return response
 
     return middleware
-
-
-async def _serve(
-    request: web.Request, handler: Handler, check: Check | None, cors: Wrapper | None
-) -> web.StreamResponse:
-    if request.body_exists:
-        timed_out = await _read_body(request)
-        if timed_out is not None:
-            return timed_out
-    for name, value in request.match_info.items():
-        # %00 decodes to a NUL that PostgreSQL refuses (a 500 from the driver), and a lone
-        # surrogate cannot be encoded as UTF-8: such a segment names nothing, so it is a
-        # 400 before any handler looks it up. Query parameters are checked by
-        # ``only_query``, bodies by their parsers.
-        require_storable(value, f"path segment {name}")
-    if check is not None:
-        await check(request)
-    if cors is not None and "Origin" in request.headers:
-        return await cors(request, handler)
-    return await handler(request)
 
 
 async def _read_body(request: web.Request) -> web.Response | None:
