@@ -169,6 +169,8 @@ class Snapshot:
     verification_keys: dict[str, VerificationKey]
     policy: Policy
     signers: dict[str, Signer] = field(default_factory=dict)
+    # Derived once from the fields above: every token request and JWKS request reads them.
+    signer: Signer | None = None  # the active key's
 
     @property
     def active(self) -> KeyView | None:
@@ -206,6 +208,7 @@ class Keyring:
         self._snapshot: Snapshot | None = None
         self._load_lock = asyncio.Lock()
         self._unwrap_failures: set[str] = set()
+        self._whole_max_age = timedelta(seconds=settings.jwks_max_age)
 
     def derived_key(self, purpose: bytes) -> bytes:
         """A key for one ``purpose`` derived from the wrapping KEK (never the KEK itself)."""
@@ -231,9 +234,7 @@ class Keyring:
         return self._snapshot is not None
 
     def signer(self, now: datetime) -> Signer:
-        snap = self.snapshot(now)
-        active = snap.active
-        signer = None if active is None else snap.signers.get(active.kid)
+        signer = self.snapshot(now).signer
         if signer is None:
             raise TemporarilyUnavailableError("no signing key is available")
         return signer
@@ -243,8 +244,10 @@ class Keyring:
         now = self._clock.now()
         snap = self.snapshot(now)
         max_age = self._settings.jwks_max_age
-        if snap.valid_until is not None:
-            max_age = min(max_age, int((snap.valid_until - now).total_seconds()))
+        until = snap.valid_until
+        # Far from the next change (nearly always) the max-age is whole: one comparison.
+        if until is not None and until - now < self._whole_max_age:
+            max_age = min(max_age, int((until - now).total_seconds()))
         return snap.jwks, max(0, max_age)
 
     def verification_policy(self) -> Policy:
@@ -293,6 +296,7 @@ class Keyring:
             elif (s := self._open_signer(v.record)) is not None:
                 kept[v.kid] = s
         settings = self._settings
+        active = next((v for v in views if v.state is KeyState.ACTIVE), None)
         return Snapshot(
             records=records,
             views=views,
@@ -310,6 +314,7 @@ class Keyring:
                 leeway=settings.clock_leeway,
             ),
             signers=kept,
+            signer=None if active is None else kept.get(active.kid),
         )
 
     def _open_signer(self, record: KeyRecord) -> Signer | None:
