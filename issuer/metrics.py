@@ -95,12 +95,15 @@ def _metrics() -> _Metrics:
 
 
 # The per-request series (the request histogram, tokens issued, JWKS served) are
-# tallied in plain dicts and added to prometheus-client's values once per turn of the
-# event loop, for all the requests of that turn together. With workers each value is
-# a float in a shared file behind a lock (about a microsecond an increment, three per
-# request): the tally turns those into one per series per turn (issue 11). A scrape
-# of this process adds its own tally first; another worker's is at most one loop turn
-# behind. The label values are bounded sets (see above), so these stay small.
+# tallied in plain dicts and added to prometheus-client's values every FLUSH_SECONDS,
+# for all the requests since together. With workers each value is a float in a shared
+# file behind a lock: three of those writes and the bookkeeping around them were an
+# eighth of a JWKS request (issue 11); the tally is a dict update. A scrape adds its
+# own worker's tally first, so it is exact for that worker; another worker's lags by
+# at most FLUSH_SECONDS, far inside any scrape interval. What is tallied when the
+# process exits is added then (atexit); a worker that is killed loses at most that.
+# The label values are bounded sets (see above), so these stay small.
+FLUSH_SECONDS = 0.1
 _token_children: dict[str, Counter] = {}
 _jwks_children: dict[int, Counter] = {}
 _request_children: dict[tuple[str, str, int], Histogram] = {}
@@ -162,7 +165,7 @@ def _flush_soon() -> None:
         flush()
         return
     _flush_due = True
-    loop.call_soon(flush)
+    loop.call_later(FLUSH_SECONDS, flush)
 
 
 def flush() -> None:

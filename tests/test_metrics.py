@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -54,16 +56,24 @@ def test_tallied_requests_expose_what_observe_would() -> None:
     )  # buckets, +Inf, count, sum; tokens
 
 
-async def test_within_a_loop_turn_the_tally_is_added_once_at_its_end() -> None:
+async def test_within_a_loop_the_tally_is_added_once_after_flush_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     route = "/tally-in-a-loop"
+    loop = asyncio.get_running_loop()
+    scheduled: list[tuple[float, Callable[[], None]]] = []
+    monkeypatch.setattr(
+        loop, "call_later", lambda delay, callback: scheduled.append((delay, callback))
+    )
     for seconds in DURATIONS:
         metrics.request_observed(route, "GET", 200, seconds)
         metrics.token_issued(route)
-    # Not yet in prometheus-client's values: the turn has not ended.
+    # One flush scheduled for all of them, and nothing added before it runs.
+    assert [delay for delay, _ in scheduled] == [metrics.FLUSH_SECONDS]
     assert samples(generate_latest(metrics._metrics().registry).decode(), route) == {}
-    await asyncio.sleep(0)
-    after_turn = generate_latest(metrics._metrics().registry).decode()
-    assert samples(after_turn, route) == samples(reference(route), route)
+    scheduled[0][1]()
+    flushed = generate_latest(metrics._metrics().registry).decode()
+    assert samples(flushed, route) == samples(reference(route), route)
 
 
 async def test_a_scrape_adds_this_turns_tally_first() -> None:
