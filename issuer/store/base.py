@@ -21,7 +21,9 @@ taken at ``BEGIN IMMEDIATE``, which serializes every writer in every process):
    a time through ``lock_refresh``, which then re-reads the token row so a
    transaction that waited sees the token as the winner left it, or through
    ``rotate_refresh``, which never waits for it (``SKIP LOCKED``: a family
-   another transaction holds is left to the caller's ``lock_refresh`` path);
+   another transaction holds is left to the caller's ``lock_refresh`` path; the
+   PostgreSQL statement that makes several rotations at once takes their
+   families in no set order, which is safe because it never waits);
 3. the revocation-feed advisory lock (``PG_REVOCATION_LOCK``, taken by
    ``revoke_family`` and ``add_revocation``), held to commit so feed sequence
    numbers become visible in order. Nothing is locked after it.

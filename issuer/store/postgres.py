@@ -21,6 +21,7 @@ from issuer.store.login_sql import LoginStatements
 from issuer.store.migrate import PG_MIGRATION_LOCK, SCHEMA_TABLE_POSTGRES, load_migrations, pending
 from issuer.store.pgpool import BoundedPool
 from issuer.store.postgres_login import PostgresLoginStore
+from issuer.store.postgres_rotation import RotationBatcher
 from issuer.store.postgres_sessions import PostgresSessionTx, PostgresUserStore
 from issuer.store.rows import KEY_COLUMNS, as_is
 
@@ -95,6 +96,7 @@ class PostgresStore(PostgresUserStore, PostgresLoginStore):
 
     def __init__(self, pool: BoundedPool, dsn: str, session_state: set[int]) -> None:
         self.pool = pool
+        self.rotations = RotationBatcher(pool)
         self.dsn = dsn
         # Server pids of pooled connections that hold session state (the migration's
         # session advisory lock) until their next release: only those pay the reset.

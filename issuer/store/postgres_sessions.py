@@ -34,6 +34,7 @@ from issuer.store.rows import as_is, numbered
 if TYPE_CHECKING:
     from issuer.store.pgpool import BoundedPool
     from issuer.store.postgres import PostgresTx
+    from issuer.store.postgres_rotation import RotationBatcher
 
 PG_REVOCATION_LOCK = 0x15_5E_ED_03
 CLIENTS_CHANNEL = "issuer_clients"
@@ -41,47 +42,6 @@ CLIENTS_CHANNEL = "issuer_clients"
 
 _FIND_REFRESH = numbered(rows.FIND_REFRESH)
 _FIND_REFRESH_GRANT = numbered(rows.FIND_REFRESH_GRANT)
-
-# A refresh's whole write as one statement, so one round trip and no BEGIN/COMMIT
-# (Rotation, Store.rotate_refresh). The family row is locked first (lock order, step 2)
-# and only if no one holds it: SKIP LOCKED leaves a busy family to the caller's
-# lock_refresh path, where a request that waited reads the token afresh and the clock
-# after the wait. A family revoked, or a user disabled (which revokes the user's
-# families), after this statement's snapshot is seen anyway: locking a row that changed
-# re-reads its newest version (READ COMMITTED), and so does the spend, so a token is
-# spent once whatever ran alongside. The successor and the jti are inserted only from
-# the spent row, in the same transaction.
-_ROTATE_REFRESH = """
-WITH family AS MATERIALIZED (
-    SELECT f.family_id, f.expires_at, u.user_id, u.roles
-    FROM refresh_tokens t
-    JOIN refresh_families f ON f.family_id = t.family_id
-    JOIN users u ON u.user_id = f.user_id
-    WHERE t.token_hash = $1 AND f.client_id = $2 AND f.revoked_at IS NULL
-      AND f.expires_at > $3::timestamptz AND NOT u.disabled
-    FOR UPDATE OF f SKIP LOCKED
-), spent AS (
-    UPDATE refresh_tokens t SET spent_at = $3::timestamptz FROM family
-    WHERE t.token_hash = $1 AND t.family_id = family.family_id
-      AND t.spent_at IS NULL AND t.idle_expires_at > $3::timestamptz
-      AND ($4::text IS NULL OR string_to_array(t.scope, ' ') @> string_to_array($4, ' '))
-    RETURNING t.family_id, t.generation, coalesce($4, t.scope) AS scope,
-              family.expires_at, family.user_id, family.roles
-), successor AS (
-    INSERT INTO refresh_tokens (token_hash, family_id, generation, parent_hash, scope,
-                                issued_at, idle_expires_at)
-    SELECT $5, family_id, generation + 1, $1, scope, $3::timestamptz,
-           least($3::timestamptz + $6::interval, expires_at)
-    FROM spent
-    RETURNING family_id
-), access AS (
-    INSERT INTO family_access_tokens (jti, family_id, exp)
-    SELECT $7, family_id, $8 FROM successor
-    RETURNING family_id
-)
-SELECT spent.family_id, spent.user_id, spent.roles, spent.scope
-FROM spent JOIN access ON access.family_id = spent.family_id
-"""
 
 
 class PostgresSessionTx:
@@ -321,6 +281,7 @@ class PostgresUserStore:
     """Mixed into :class:`issuer.store.postgres.PostgresStore`."""
 
     pool: BoundedPool
+    rotations: RotationBatcher
 
     if TYPE_CHECKING:
 
@@ -372,29 +333,7 @@ class PostgresUserStore:
         return None if row is None else rows.refresh_grant(row, as_is)
 
     async def rotate_refresh(self, rotation: Rotation, clock: Clock) -> Rotated | None:
-        async with self.pool.acquire() as conn:
-            # Read with the connection in hand: the statement takes the lock at once or
-            # not at all, so no wait lies between this reading and the decision.
-            now = clock.now()
-            row = await conn.fetchrow(
-                _ROTATE_REFRESH,
-                rotation.token_hash,
-                rotation.client_id,
-                now,
-                None if rotation.scope is None else " ".join(rotation.scope),
-                rotation.new_hash,
-                rotation.idle_ttl,
-                rotation.jti,
-                rotation.access_exp,
-            )
-        if row is None:
-            return None
-        return Rotated(
-            row["family_id"],
-            row["user_id"],
-            tuple(row["roles"].split()),
-            tuple(row["scope"].split()),
-        )
+        return await self.rotations.rotate(rotation, clock)
 
     async def is_revoked(self, jti: str, sub: str, iat: float) -> bool:
         value = await self.pool.fetchval(

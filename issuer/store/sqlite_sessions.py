@@ -316,7 +316,7 @@ class SQLiteUserStore:
                 return None
             token, family, user = rows.refresh_grant(row, dt_)
             scope = token.scope if rotation.scope is None else rotation.scope
-            # What PostgreSQL's statement checks (postgres_sessions._ROTATE_REFRESH).
+            # What PostgreSQL's statement checks (postgres_rotation.ROTATE_REFRESH).
             if (
                 family.client_id != rotation.client_id
                 or family.revoked_at is not None

@@ -6,6 +6,7 @@ writes, and that a unit of work commits all of its rows or none.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -254,6 +255,63 @@ async def test_a_rotation_in_one_write(store: Store) -> None:
     async with store.transaction() as tx:
         await tx.revoke_family("f2", T0, 30)
     assert await store.rotate_refresh(_rotation("t-f2", "n", "j"), clock) is None
+
+
+async def test_rotations_asked_together_each_get_their_own_answer(store: Store) -> None:
+    """Refreshes that reach the store at once (PostgreSQL: one statement for all of them)
+    are judged one by one: the good ones rotate, each into its own family, and the others
+    change nothing."""
+    await store.create_client(_client())
+    await store.create_client(_client("other"))
+    await store.create_user(_user())
+    await store.create_user(_user("bob"))
+    for family_id in ("f1", "f2", "f3", "f4", "f5", "f6"):
+        await _family(store, family_id)
+    await _family(store, "fb", user="u-bob")
+    await store.update_user("u-bob", T0, disabled=True)
+    async with store.transaction() as tx:
+        await tx.revoke_family("f6", T0, 30)
+        assert await tx.spend_refresh("t-f5", T0)
+    clock = SettableClock(T0 + timedelta(minutes=10))
+    asked = [
+        _rotation("t-f1", "n1", "j1"),
+        _rotation("t-f2", "n2", "j2", client_id="id-other"),  # not its client
+        _rotation("t-f3", "n3", "j3", scope=()),
+        _rotation("t-f4", "n4", "j4", scope=("read", "write")),  # wider than the token's
+        _rotation("t-f5", "n5", "j5"),  # spent
+        _rotation("t-f6", "n6", "j6"),  # revoked family
+        _rotation("t-fb", "nb", "jb"),  # disabled user
+        _rotation("nope", "nn", "jn"),
+        _rotation("t-f1", "n1x", "j1x"),  # the same token again, at the same time
+    ]
+    before = {r.token_hash: await store.find_refresh(r.token_hash) for r in asked}
+    got = await asyncio.gather(*(store.rotate_refresh(r, clock) for r in asked))
+    first, again = got[0], got[-1]
+    # One of the two presentations of t-f1 rotated it, the other found it taken.
+    assert [first is None, again is None].count(True) == 1
+    assert (first or again) == Rotated("f1", "u-ann", ("reader",), ("read",))
+    assert got[2] == Rotated("f3", "u-ann", ("reader",), ())
+    assert got[1] is None
+    assert got[3:8] == [None] * 5
+    now = clock.now()
+    for r, result in zip(asked, got, strict=True):
+        successor = await store.find_refresh(r.new_hash)
+        async with store.transaction() as tx:
+            family = await tx.family_of_access_token(r.jti)
+        if result is None:
+            assert successor is None
+            assert family is None
+            if r.token_hash != "t-f1":
+                assert await store.find_refresh(r.token_hash) == before[r.token_hash]
+            continue
+        assert successor is not None
+        assert (successor[0].parent_hash, successor[0].generation) == (r.token_hash, 1)
+        assert successor[0].scope == result.scope
+        assert successor[0].issued_at == now
+        assert family == result.family_id == successor[1].family_id
+        spent = await store.find_refresh(r.token_hash)
+        assert spent is not None
+        assert spent[0].spent_at == now
 
 
 async def test_a_rotation_gives_up_a_family_another_transaction_holds(store: Store) -> None:
