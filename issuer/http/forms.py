@@ -62,11 +62,15 @@ def parse_form(text: str) -> list[tuple[str, str]]:
         if not field:
             continue
         name, _, value = field.partition("=")
-        if "%" in field or "+" in field:
-            name = unquote_plus(name, errors="replace")
-            value = unquote_plus(value, errors="replace")
-        pairs.append((name, value))
+        pairs.append((form_decoded(name), form_decoded(value)))
     return pairs
+
+
+def form_decoded(text: str) -> str:
+    """``unquote_plus(text)``, which has nothing to do where there is no ``%`` or ``+``."""
+    if "%" in text or "+" in text:
+        return unquote_plus(text, errors="replace")
+    return text
 
 
 def client_credentials_of(request: web.Request, form: Form) -> ClientCredentials:
@@ -87,7 +91,7 @@ def client_credentials_of(request: web.Request, form: Form) -> ClientCredentials
         if not sep:
             raise InvalidClientError("malformed Basic credentials")
         # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
-        basic_id, secret = unquote_plus(user), unquote_plus(password)
+        basic_id, secret = form_decoded(user), form_decoded(password)
         if "\x00" in basic_id or "\x00" in secret:
             # No client has one, and PostgreSQL cannot even compare a text with NUL in it.
             raise InvalidClientError("malformed Basic credentials")

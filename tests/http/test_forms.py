@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from issuer.http.forms import MAX_FIELDS, parse_form
+from issuer.http.forms import MAX_FIELDS, form_decoded, parse_form
 
 # Form bodies are mostly these characters; the rest of Unicode comes in too.
 FORM_ALPHABET = st.sampled_from("ab=&%+2F0Ae;é \x00") | st.characters()
@@ -45,3 +45,10 @@ def test_the_field_limit_is_parse_qsls(fields: int) -> None:
     text = "&".join(f"f{i}=v" for i in range(fields))
     assert ours(text) == reference(text)
     assert (ours(text) == "refused") is (fields > MAX_FIELDS)
+
+
+@given(st.text(FORM_ALPHABET, max_size=40))
+@example("a%3Ab+c")
+@example("%E2%82%AC%FF")
+def test_form_decoded_is_unquote_plus(text: str) -> None:
+    assert form_decoded(text) == unquote_plus(text)
