@@ -223,21 +223,22 @@ def access(
     logger.log(level, "%s %s %d", method, route, status, extra=extra)
 
 
-_fragment_cache: dict[tuple[int, str, str, int, str, int], tuple[str, str]] = {}
+_fragment_cache: dict[tuple[int, str, str, int, str], tuple[str, str]] = {}
+# os.getpid is a system call (glibc no longer caches it); the fragments hold the pid.
+os.register_at_fork(after_in_child=_fragment_cache.clear)
 
 
 def _fragments(level: int, method: str, route: str, status: int, current: str) -> tuple[str, str]:
     """The access line around its request id: what comes before it, and after up to the
     duration. Bounded: methods, route templates and statuses are small sets."""
-    pid = os.getpid()  # part of the key: a forked child must not write its parent's pid
-    key = (level, method, route, status, current, pid)
+    key = (level, method, route, status, current)
     found = _fragment_cache.get(key)
     if found is not None:
         return found
     head = (
         f', "level": "{logging.getLevelName(level)}", '
         f'"event": {json_str(f"{method} {route} {status}")}, '
-        f'"logger": "{ACCESS_LOGGER}", "pid": {pid}'
+        f'"logger": "{ACCESS_LOGGER}", "pid": {os.getpid()}'
     )
     tail = (
         "" if current == "-" else f', "route": {json_str(current)}'

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -249,6 +250,41 @@ def test_access_line_written_directly_matches_the_formatted_record(
     assert fast["time"][:19] <= slow["time"][:19]
     assert len(fast["time"]) == len(slow["time"])
     assert fast["time"].endswith("+00:00")
+
+
+def test_a_forked_child_writes_its_own_pid_in_access_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hand-made line's fixed parts are kept per route; the pid among them is the
+    writer's own, also in a child forked after the parent wrote the same route."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    monkeypatch.setattr(logs, "_json_handler", None)
+    read_end, write_end = os.pipe()
+    try:
+        logs.configure("INFO", "json")
+        assert logs._json_handler is not None
+        monkeypatch.setattr(logs._json_handler, "stream", io.StringIO())
+        logs.access("GET", "/fork-test", 200, 1.0, quiet=False)  # the parent's fragments
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child's coverage is not collected)
+            try:
+                logs._json_handler.stream = os.fdopen(write_end, "w")
+                logs.access("GET", "/fork-test", 200, 1.0, quiet=False)
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            line = json.loads(pipe.read())
+        os.waitpid(child, 0)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
+    assert line["event"] == "GET /fork-test 200"
+    assert line["pid"] == child != os.getpid()
 
 
 @pytest.mark.parametrize(
