@@ -32,6 +32,7 @@ from issuer.appkeys import admin_app_key, context_key
 from issuer.clock import SettableClock
 from issuer.config import Settings
 from issuer.context import Context
+from issuer.http import render
 from issuer.jose.keys import GeneratedKey, generate_key
 from issuer.services import passwords
 from issuer.services.accounts import create_client
@@ -369,15 +370,25 @@ def pytest_configure(config: pytest.Config) -> None:
         ISSUED_SECRETS.add(password if isinstance(password, str) else password.decode())
         return real_verify(self, hash, password)
 
+    real_token_body = render.token_body
+
+    def issued(result: TokenResponse) -> None:
+        ISSUED_SECRETS.add(result.access_token)
+        if result.refresh_token is not None:
+            ISSUED_SECRETS.add(result.refresh_token)
+
     def as_json(self: TokenResponse) -> dict[str, Any]:
-        ISSUED_SECRETS.add(self.access_token)
-        if self.refresh_token is not None:
-            ISSUED_SECRETS.add(self.refresh_token)
+        issued(self)
         return real_as_json(self)
+
+    def token_body(result: TokenResponse) -> bytes:
+        issued(result)  # what the token endpoint answers with
+        return real_token_body(result)
 
     PasswordHasher.hash = hash_  # type: ignore[method-assign]
     PasswordHasher.verify = verify  # type: ignore[method-assign]
     TokenResponse.as_json = as_json  # type: ignore[method-assign]
+    render.token_body = token_body
 
 
 LEAKS: list[str] = []
