@@ -53,6 +53,10 @@ _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _STRAY = bytes(c for c in range(256) if c not in _ALPHABET)
 _B64URL_TO_STD = bytes.maketrans(_ALPHABET + _STRAY, _ALPHABET[:62] + b"+/" + b"!" * len(_STRAY))
 _PADDING = (b"", b"", b"==", b"=")
+# Byte values, for ``in``: with an int, bytes.__contains__ is one memchr; with a bytes
+# needle it first tries the needle as an int and formats the TypeError it catches.
+_STRAY_MARK = ord("!")
+_DOT = ord(".")
 _a2b = binascii.a2b_base64
 # Stateless, immutable helpers built once instead of on every verify.
 _SHA256 = hashes.SHA256()
@@ -129,6 +133,10 @@ _CANONICAL_LAST = {
     2: frozenset(c for i, c in enumerate(_ALPHABET) if i % 16 == 0),
     3: frozenset(c for i, c in enumerate(_ALPHABET) if i % 4 == 0),
 }
+# The same rule as one lookup, indexed by length % 4, for segments already known to be
+# non-empty and within the alphabet: any last character when the length is a multiple of
+# 4, none when it is one more (never a whole byte), the canonical ones otherwise.
+_LAST_BY_REST = (frozenset(_ALPHABET), frozenset[int](), _CANONICAL_LAST[2], _CANONICAL_LAST[3])
 
 
 def _b64decode(part: bytes) -> bytes:
@@ -137,7 +145,7 @@ def _b64decode(part: bytes) -> bytes:
     # only ever sees valid input.
     rest = len(part) & 3
     std = part.translate(_B64URL_TO_STD)
-    if std.find(b"!") >= 0 or rest == 1 or (rest and part[-1] not in _CANONICAL_LAST[rest]):
+    if _STRAY_MARK in std or rest == 1 or (rest and part[-1] not in _CANONICAL_LAST[rest]):
         raise MalformedTokenError("invalid base64url")
     return _a2b(std + _PADDING[rest])
 
@@ -458,7 +466,7 @@ def prepare(
             raw = b""
         signing_input, _, s = raw.rpartition(b".")
         h, dot, p = signing_input.partition(b".")
-        if dot and h and p and s and p.find(b".") < 0:
+        if dot and h and p and s and _DOT not in p:
             hit = headers._entries.get(h)
             if hit is not None:
                 return PreparedToken(hit[0], hit[1], signing_input, p, s)
@@ -490,12 +498,13 @@ def complete(
         and type(k) in _RSA_TYPES
         and key.kty == "RSA"
         and (key.alg is None or key.alg == "RS256")
-        and sig.find(b"!") < 0
-        and payload.find(b"!") < 0
-        and rest_s != 1
-        and rest_p != 1
-        and (not rest_s or s[-1] in _CANONICAL_LAST[rest_s])
-        and (not rest_p or p[-1] in _CANONICAL_LAST[rest_p])
+        # ``in`` with a byte value rather than find(): no argument tuple to parse.
+        and _STRAY_MARK not in sig
+        and _STRAY_MARK not in payload
+        and s
+        and p
+        and s[-1] in _LAST_BY_REST[rest_s]
+        and p[-1] in _LAST_BY_REST[rest_p]
     ):
         # type(k) in _RSA_TYPES means isinstance(k, rsa.RSAPublicKey), which mypy cannot see.
         rsa_key: rsa.RSAPublicKey = k  # type: ignore[assignment]

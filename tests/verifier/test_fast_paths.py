@@ -31,7 +31,7 @@ from issuer.verifier import (
     verify_token,
 )
 
-from .attacks import b64, compact, encode_json, good_claims
+from .attacks import b64, compact, encode_json, good_claims, sign_rs256
 from .conftest import AUDIENCE, ISSUER, NOW, mint
 
 POLICY = Policy(issuer=ISSUER, audience=AUDIENCE)
@@ -371,3 +371,30 @@ def test_complete_fast_path_keeps_the_key_to_its_alg(
     key = core.VerificationKey(kid=rsa_key.kid, kty=kty, alg=alg, key=loaded.key)
     with pytest.raises(DisallowedAlgorithmError):
         core.complete(good, key, POLICY, NOW)
+
+
+@pytest.mark.parametrize("trim", range(4))
+def test_complete_fast_path_reads_each_segment_length_as_the_general_path(
+    rsa_key: GeneratedKey, trim: int
+) -> None:
+    # Every length % 4 of the payload and of the signature, with every last character,
+    # signed (so a payload that decodes gets as far as its base64 and its JSON).
+    key = load_jwks({"keys": [rsa_key.public_jwk]})[rsa_key.kid]
+    good = core.prepare(mint(rsa_key), POLICY)
+    core.complete(good, key, POLICY, NOW)  # the RSA key class is known from now on
+    header = good.signing_input.split(b".")[0]
+    payload_stem = good.payload[: len(good.payload) - trim - 1]
+    signature_stem = good.signature[: len(good.signature) - trim - 1]
+    for last in _ALPHABET.encode():
+        payload = payload_stem + bytes([last])
+        signing_input = header + b"." + payload
+        signature = b64(sign_rs256(rsa_key.private_pem, signing_input)).encode()
+        for prepared in (
+            core.PreparedToken(good.alg, good.kid, signing_input, payload, signature),
+            core.PreparedToken(
+                good.alg, good.kid, good.signing_input, good.payload, signature_stem + bytes([last])
+            ),
+        ):
+            assert outcome(core.complete, prepared, key, POLICY, NOW) == outcome(
+                _reference_complete, prepared, key, POLICY, NOW
+            ), prepared
