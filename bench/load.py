@@ -463,6 +463,12 @@ def measure_memory(
     }
 
 
+def print_limits(label: str, limits: dict[str, Any], when: str = "") -> None:
+    for key, title in LIMIT_TITLES.items():
+        if key in limits:
+            print(f"{label:9} {title:32} {limits[key]:9.0f} /s  {when}".rstrip(), flush=True)
+
+
 def print_run(kind: str, title: str, run: Run) -> None:
     errors = f"  ({run.errors} errors)" if run.errors else ""
     drained = run.extra.get("drained_s", 0.0)
@@ -539,14 +545,19 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="issuer-bench-") as tmp:
         workdir = Path(tmp)
-        limits = measure_limits(args, workdir, limits_for(args.scenarios))
-        for key, title in LIMIT_TITLES.items():
-            if key in limits:
-                print(f"limit     {title:32} {limits[key]:9.0f} /s")
+        wanted = limits_for(args.scenarios)
+        before = measure_limits(args, workdir, wanted)
+        print_limits("limit", before)
         dbs = {}
         for kind in kinds:
             (workdir / kind).mkdir()
             dbs[kind] = run_database(kind, args, workdir / kind)
+        # This virtual machine's speed drifts by a third within minutes: a limit measured
+        # at a slow moment flatters every ratio. Each limit is measured again at the end
+        # and the higher of the two is the one the service is judged against.
+        after = measure_limits(args, workdir, wanted)
+        print_limits("limit", after, "again at the end")
+        limits = {k: max(before[k], after[k]) for k in LIMIT_TITLES if k in before}
     checks = targets(limits, dbs)
     print_summary(limits, dbs, checks)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -559,6 +570,8 @@ def main() -> None:
         "machine": info,
         "settings": settings,
         "limits": limits,
+        "limits_at_start": {k: v for k, v in before.items() if k in LIMIT_TITLES},
+        "limits_at_end": {k: v for k, v in after.items() if k in LIMIT_TITLES},
         "databases": dbs,
         "targets": checks,
     }
