@@ -64,6 +64,10 @@ def test_a_short_load_run_writes_the_json_and_the_chart(tmp_path: Path) -> None:
         # A login (argon2) can take longer than the one second on a busy machine.
         assert run["requests"] > 0 or name == "password", name
     assert all(result["limits"][k] > 0 for k in ("sign", "verify", "argon2", "bare"))
+    # The judged scenarios have their limit measured right before and after them.
+    for name in ("jwks", "client_credentials", "password", "refresh"):
+        extra = runs[name]["extra"]
+        assert extra["limit"] == (extra["limit_before"] + extra["limit_after"]) / 2 > 0, name
     # Measured at the start and at the end; judged against the higher.
     for k in ("sign", "verify", "argon2", "bare"):
         ends = (result["limits_at_start"][k], result["limits_at_end"][k])
