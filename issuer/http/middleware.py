@@ -3,9 +3,9 @@
 1. a request id (the client's ``X-Request-ID`` when it is well formed) and the route
    template, for every log line the request causes;
 2. the whole body, read within ``ISSUER_BODY_TIMEOUT``;
-3. path segments no store can hold refused;
-4. the listener's own check (the admin API's bearer token), then CORS where a browser
-   asks for it, then the handler;
+3. the listener's own check (the admin API's bearer token);
+4. path segments no store can hold refused, then CORS where a browser asks for it,
+   then the handler;
 5. errors rendered as RFC 6749 §5.2 JSON (``{"error", "error_description"}``, with
    ``Cache-Control: no-store``); anything that is not an :class:`IssuerError` is logged
    with the request id and answered as a bare 500 that reveals nothing;
@@ -114,6 +114,8 @@ def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Middlewa
                 if timed_out is not None:
                     response = timed_out
                 else:
+                    if check is not None:
+                        await check(request)  # who asks, before anything about what
                     for name, value in request.match_info.items():
                         # %00 decodes to a NUL that PostgreSQL refuses (a 500 from the
                         # driver), and a lone surrogate cannot be encoded as UTF-8: such a
@@ -121,8 +123,6 @@ def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Middlewa
                         # it up. Query parameters are checked by ``only_query``, bodies
                         # by their parsers.
                         require_storable(value, f"path segment {name}")
-                    if check is not None:
-                        await check(request)
                     if cors is not None and "Origin" in request.headers:
                         response = await cors(request, handler)
                     else:

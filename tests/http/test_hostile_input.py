@@ -42,6 +42,13 @@ async def test_a_nul_in_a_path_or_query_is_invalid_request(
     assert "NUL" in body["error_description"]
 
 
+async def test_the_admin_token_is_checked_before_the_path(admin: TestClient[Any, Any]) -> None:
+    """Who asks comes first: without a token, a malformed segment says nothing of itself."""
+    resp = await admin.post("/admin/keys/abc%00/revoke")
+    assert resp.status == 401, await resp.text()
+    assert (await resp.json())["error"] == "invalid_token"
+
+
 async def test_a_nul_in_a_public_query_is_invalid_request(
     client: TestClient[Any, Any], make_client: MakeClient
 ) -> None:
