@@ -121,6 +121,7 @@ class JSONLineHandler(logging.StreamHandler[Any]):
     def __init__(self) -> None:
         super().__init__(sys.stderr)
         self.pending: list[str] = []
+        self.due_on: asyncio.AbstractEventLoop | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.pending:
@@ -129,6 +130,7 @@ class JSONLineHandler(logging.StreamHandler[Any]):
 
     def write_pending(self) -> None:
         with self.lock:  # type: ignore[union-attr]
+            self.due_on = None
             lines, self.pending = self.pending, []
             if lines:
                 try:
@@ -141,14 +143,16 @@ class JSONLineHandler(logging.StreamHandler[Any]):
         """Write ``line`` at the end of this turn of the event loop (at once outside one)."""
         with self.lock:  # type: ignore[union-attr]
             self.pending.append(line)
-            if len(self.pending) > 1:
-                return  # a write is already due
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.write_pending()
             return
-        loop.call_soon(self.write_pending)
+        # One write due per loop: a loop that closes before its turn ends drops its
+        # callback, and the next loop to queue a line schedules its own.
+        if loop is not self.due_on:
+            self.due_on = loop
+            loop.call_soon(self.write_pending)
 
 
 # A logger is made once per name and lives as long as the process: looked up once

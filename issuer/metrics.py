@@ -111,7 +111,9 @@ _tokens_due: dict[str, int] = {}
 _jwks_due: dict[int, int] = {}
 # Per (route, method, status): [sum of seconds, then a count per bucket, +Inf last].
 _requests_due: dict[tuple[str, str, int], list[float]] = {}
-_flush_due = False
+# The loop a flush is scheduled on: a loop that closes first (tests run many) drops it,
+# and the next loop to tally schedules its own.
+_flush_loop: asyncio.AbstractEventLoop | None = None
 
 
 def token_issued(grant: str) -> None:
@@ -156,22 +158,21 @@ def request_observed(route: str, method: str, status: int, seconds: float) -> No
 
 
 def _flush_soon() -> None:
-    global _flush_due
-    if _flush_due:
-        return
+    global _flush_loop
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         flush()
         return
-    _flush_due = True
-    loop.call_later(FLUSH_SECONDS, flush)
+    if loop is not _flush_loop:
+        _flush_loop = loop
+        loop.call_later(FLUSH_SECONDS, flush)
 
 
 def flush() -> None:
     """Add the tallies to prometheus-client's values (with workers, the shared files)."""
-    global _flush_due
-    _flush_due = False
+    global _flush_loop
+    _flush_loop = None
     m = _metrics()
     while _tokens_due:
         grant, n = _tokens_due.popitem()

@@ -85,3 +85,32 @@ async def test_a_scrape_adds_this_turns_tally_first() -> None:
         frozenset({("route", route), ("method", "POST"), ("status", "200")}),
     )
     assert samples(exposed, route)[key] == 1
+
+
+def test_a_loop_closed_before_its_flush_leaves_the_next_loop_to_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    route = "/tally-across-loops"
+    key = (
+        "issuer_http_request_duration_seconds_count",
+        frozenset({("route", route), ("method", "GET"), ("status", "200")}),
+    )
+
+    def counted() -> float | None:
+        text = generate_latest(metrics._metrics().registry).decode()
+        return samples(text, route).get(key)
+
+    async def request() -> None:
+        metrics.request_observed(route, "GET", 200, 0.001)
+
+    asyncio.run(request())  # the loop closes with its flush still waiting
+    assert counted() is None
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 0.0)
+
+    async def request_then_turns() -> None:
+        await request()
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    asyncio.run(request_then_turns())
+    assert counted() == 2
