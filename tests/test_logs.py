@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -250,6 +251,42 @@ def test_access_line_written_directly_matches_the_formatted_record(
     assert fast["time"][:19] <= slow["time"][:19]
     assert len(fast["time"]) == len(slow["time"])
     assert fast["time"].endswith("+00:00")
+
+
+async def test_access_lines_of_a_loop_turn_are_one_write_before_any_later_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    monkeypatch.setattr(logs, "_json_handler", None)
+    writes: list[str] = []
+
+    class Recording(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    try:
+        logs.configure("INFO", "json")
+        assert logs._json_handler is not None
+        monkeypatch.setattr(logs._json_handler, "stream", Recording())
+        logs.access("GET", "/turn-test", 200, 1.0, quiet=False)
+        logs.access("GET", "/turn-test", 304, 1.0, quiet=False)
+        assert writes == []  # not before the turn ends
+        await asyncio.sleep(0)
+        assert len(writes) == 1  # both lines, one write
+        assert [json.loads(x)["status"] for x in writes[0].splitlines()] == [200, 304]
+        logs.access("GET", "/turn-test", 404, 1.0, quiet=False)
+        logging.getLogger("issuer.test").warning("after the 404")
+        # The record waited for nothing: the queued line went out first, then it.
+        events = [json.loads(x)["event"] for w in writes[1:] for x in w.splitlines()]
+        assert events == ["GET /turn-test 404", "after the 404"]
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
 
 
 def test_a_forked_child_writes_its_own_pid_in_access_lines(
