@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -44,6 +44,32 @@ def log_lines() -> Iterator[io.StringIO]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+
+
+@pytest.fixture
+def configure_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[[], logs.JSONLineHandler]]:
+    """Set up the service's own logging (``configure``), from within the test: pytest adds
+    its capture handler to the root logger after the fixtures have run. The test's
+    handlers are put back after."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    monkeypatch.setattr(logs, "_json_handler", None)
+
+    def configure() -> logs.JSONLineHandler:
+        logs.configure("INFO", "json")
+        assert logs._json_handler is not None
+        return logs._json_handler
+
+    try:
+        yield configure
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
 
 
 def parsed(buf: io.StringIO) -> list[dict[str, Any]]:
@@ -254,11 +280,9 @@ def test_access_line_written_directly_matches_the_formatted_record(
 
 
 async def test_access_lines_of_a_loop_turn_are_one_write_before_any_later_record(
-    monkeypatch: pytest.MonkeyPatch,
+    configure_json: Callable[[], logs.JSONLineHandler], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    monkeypatch.setattr(logs, "_json_handler", None)
+    json_handler = configure_json()
     writes: list[str] = []
 
     class Recording(io.StringIO):
@@ -266,60 +290,40 @@ async def test_access_lines_of_a_loop_turn_are_one_write_before_any_later_record
             writes.append(text)
             return len(text)
 
-    try:
-        logs.configure("INFO", "json")
-        assert logs._json_handler is not None
-        monkeypatch.setattr(logs._json_handler, "stream", Recording())
-        logs.access("GET", "/turn-test", 200, 1.0, quiet=False)
-        logs.access("GET", "/turn-test", 304, 1.0, quiet=False)
-        assert writes == []  # not before the turn ends
-        await asyncio.sleep(0)
-        assert len(writes) == 1  # both lines, one write
-        assert [json.loads(x)["status"] for x in writes[0].splitlines()] == [200, 304]
-        logs.access("GET", "/turn-test", 404, 1.0, quiet=False)
-        logging.getLogger("issuer.test").warning("after the 404")
-        # The record waited for nothing: the queued line went out first, then it.
-        events = [json.loads(x)["event"] for w in writes[1:] for x in w.splitlines()]
-        assert events == ["GET /turn-test 404", "after the 404"]
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved_handlers:
-            root.addHandler(handler)
-        root.setLevel(saved_level)
+    monkeypatch.setattr(json_handler, "stream", Recording())
+    logs.access("GET", "/turn-test", 200, 1.0, quiet=False)
+    logs.access("GET", "/turn-test", 304, 1.0, quiet=False)
+    assert writes == []  # not before the turn ends
+    await asyncio.sleep(0)
+    assert len(writes) == 1  # both lines, one write
+    assert [json.loads(x)["status"] for x in writes[0].splitlines()] == [200, 304]
+    logs.access("GET", "/turn-test", 404, 1.0, quiet=False)
+    logging.getLogger("issuer.test").warning("after the 404")
+    # The record waited for nothing: the queued line went out first, then it.
+    events = [json.loads(x)["event"] for w in writes[1:] for x in w.splitlines()]
+    assert events == ["GET /turn-test 404", "after the 404"]
 
 
 def test_a_forked_child_writes_its_own_pid_in_access_lines(
-    monkeypatch: pytest.MonkeyPatch,
+    configure_json: Callable[[], logs.JSONLineHandler], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The hand-made line's fixed parts are kept per route; the pid among them is the
     writer's own, also in a child forked after the parent wrote the same route."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    monkeypatch.setattr(logs, "_json_handler", None)
+    json_handler = configure_json()
+    monkeypatch.setattr(json_handler, "stream", io.StringIO())
+    logs.access("GET", "/fork-test", 200, 1.0, quiet=False)  # the parent's fragments
     read_end, write_end = os.pipe()
-    try:
-        logs.configure("INFO", "json")
-        assert logs._json_handler is not None
-        monkeypatch.setattr(logs._json_handler, "stream", io.StringIO())
-        logs.access("GET", "/fork-test", 200, 1.0, quiet=False)  # the parent's fragments
-        child = os.fork()
-        if child == 0:  # pragma: no cover (the child's coverage is not collected)
-            try:
-                logs._json_handler.stream = os.fdopen(write_end, "w")
-                logs.access("GET", "/fork-test", 200, 1.0, quiet=False)
-            finally:
-                os._exit(0)
-        os.close(write_end)
-        with os.fdopen(read_end) as pipe:
-            line = json.loads(pipe.read())
-        os.waitpid(child, 0)
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved_handlers:
-            root.addHandler(handler)
-        root.setLevel(saved_level)
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's coverage is not collected)
+        try:
+            json_handler.stream = os.fdopen(write_end, "w")
+            logs.access("GET", "/fork-test", 200, 1.0, quiet=False)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        line = json.loads(pipe.read())
+    os.waitpid(child, 0)
     assert line["event"] == "GET /fork-test 200"
     assert line["pid"] == child != os.getpid()
 
