@@ -28,7 +28,6 @@ import os
 import socket
 import ssl
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from aiohttp.web_request import BaseRequest
 from issuer import logs, metrics
 from issuer.config import Settings
 from issuer.errors import ConfigError
-from issuer.http.middleware import SECURITY_HEADERS
+from issuer.http.middleware import SECURITY_HEADERS, new_request_id
 from issuer.http.render import json_response
 
 log = logging.getLogger("issuer.connections")
@@ -125,7 +124,7 @@ def _error_bytes(status: int, reason: str, error: str, description: str) -> byte
         "Connection": "close",
         "Cache-Control": "no-store",
         "Retry-After": "1",
-        "X-Request-ID": uuid.uuid4().hex,
+        "X-Request-ID": new_request_id(),
         **SECURITY_HEADERS,
     }
     head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -248,7 +247,7 @@ class GuardedHandler(RequestHandler):
         bytes of the offending line (an ``Authorization`` header, say), with a
         traceback, and answers in plain text with that message in the body.
         """
-        rid = uuid.uuid4().hex
+        rid = new_request_id()
         if status >= 500:
             # Our own bug past the middleware (which renders every handler error): the
             # traceback is needed, and it is not the parser quoting the request.

@@ -172,10 +172,6 @@ class Snapshot:
     # Derived once from the fields above: every token request and JWKS request reads them.
     signer: Signer | None = None  # the active key's
 
-    @property
-    def active(self) -> KeyView | None:
-        return next((v for v in self.views if v.state is KeyState.ACTIVE), None)
-
 
 def render_jwks(views: Sequence[KeyView]) -> JWKSDocument:
     # Newest first: a verifier that scans linearly meets the signing key early.
