@@ -86,7 +86,7 @@ class _Metrics:
 
 @functools.cache
 def _metrics() -> _Metrics:
-    # What is tallied when the process ends (at most one loop turn's) is not lost.
+    # What is tallied when the process ends (at most FLUSH_SECONDS' worth) is not lost.
     atexit.register(flush)
     return _Metrics()
 

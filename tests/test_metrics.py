@@ -1,4 +1,4 @@
-"""issuer.metrics: per-request series tallied per loop turn, exposed as observe() would."""
+"""issuer.metrics: per-request series tallied in the worker, exposed as observe() would."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ async def test_within_a_loop_the_tally_is_added_once_after_flush_seconds(
     assert samples(flushed, route) == samples(reference(route), route)
 
 
-async def test_a_scrape_adds_this_turns_tally_first() -> None:
+async def test_a_scrape_adds_its_own_workers_tally_first() -> None:
     route = "/tally-then-scrape"
     metrics.request_observed(route, "POST", 200, 0.002)
     exposed = metrics.render(None, datetime.now(UTC)).decode()
