@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import contextvars
 import json
 import logging
@@ -110,17 +111,25 @@ class LibraryFloodFilter(logging.Filter):
         return True
 
 
+# An access line waiting for its loop turn to end: (time, level, method, route template,
+# status, duration in ms, request id, the context's route), turned into text when written.
+AccessEntry = tuple[float, int, str, str, int, float, str, str]
+
+
 class JSONLineHandler(logging.StreamHandler[Any]):
     """The JSON handler on the root logger; access lines may be waiting to be written first.
 
-    :func:`access` hands its lines to this handler in batches, one write per turn of
-    the event loop (see there); any other record is written after the access lines
-    that came before it, so one process's lines stay in the order they happened.
+    :func:`access` hands its lines to this handler as entries, written in batches, one
+    write per turn of the event loop (see there); any other record is written after the
+    access lines that came before it, so one process's lines stay in the order they
+    happened.
     """
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
-        self.pending: list[str] = []
+        # Appended to by an event loop's thread without a lock (deque.append is atomic),
+        # drained under the lock by whichever thread writes.
+        self.pending: collections.deque[AccessEntry] = collections.deque()
         self.due_on: asyncio.AbstractEventLoop | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -129,20 +138,28 @@ class JSONLineHandler(logging.StreamHandler[Any]):
         super().emit(record)
 
     def write_pending(self) -> None:
+        self.due_on = None
         with self.lock:  # type: ignore[union-attr]
-            self.due_on = None
-            lines, self.pending = self.pending, []
-            if lines:
+            pending = self.pending
+            entries = [pending.popleft() for _ in range(len(pending))]
+            if not entries:
+                return
+            # Whether this handler is still the one place access lines go is asked once
+            # a batch, not once a line: a handler added since (pytest's caplog, an
+            # operator's) gets the entries as records, through the logging machinery.
+            if _only_handler(_access_logger, self):
                 try:
-                    self.stream.write("".join(lines))
+                    self.stream.write("".join(map(_access_line, entries)))
                     self.flush()
                 except (OSError, ValueError):
                     pass  # stderr closed under us: nothing sensible is left to do
+                return
+        for entry in entries:
+            _access_record(entry)
 
-    def queue(self, line: str) -> None:
-        """Write ``line`` at the end of this turn of the event loop (at once outside one)."""
-        with self.lock:  # type: ignore[union-attr]
-            self.pending.append(line)
+    def queue(self, entry: AccessEntry) -> None:
+        """Write ``entry`` at the end of this turn of the event loop (at once outside one)."""
+        self.pending.append(entry)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -202,29 +219,58 @@ def access(
     request_id: str | None = None,
 ) -> None:
     """One line per request: never the query string, a header or the body."""
-    logger = _access_logger
     level = logging.DEBUG if quiet else logging.INFO
-    if not logger.isEnabledFor(level):
+    if not _access_logger.isEnabledFor(level):
         return
-    duration_ms = round(duration_ms, 2)
     handler = _json_handler
-    if handler is not None and _only_handler(logger, handler, level):
-        # The line JSONFormatter would make from the record below, with the same fields
-        # in the same order, without a LogRecord, a formatter and the handler chain:
-        # at INFO that round trip was a quarter of a JWKS request's cost. What is the
-        # same for every request of a route and status is made once (``_fragments``),
-        # and the lines of one loop turn go out in one write: a write and a flush per
-        # line were a tenth of a JWKS request (issue 11).
+    if handler is not None:
+        # The line JSONFormatter would make from a record, with the same fields in the
+        # same order, made without a LogRecord, a formatter and the handler chain (at
+        # INFO that round trip was a quarter of a JWKS request's cost), and made when
+        # the loop turn's lines are written: a request only notes what happened. The
+        # lines of one loop turn go out in one write: a write and a flush per line were
+        # a tenth of a JWKS request (issue 11).
         rid = request_id or request_id_var.get()
-        current = route_var.get()
-        head, tail = _fragments(level, method, route, status, current)
-        rid_part = "" if rid == "-" else f', "request_id": {json_str(rid)}'
-        handler.queue(f'{{"time": "{_now_iso()}"{head}{rid_part}{tail}{duration_ms!r}}}\n')
+        handler.queue(
+            (time.time(), level, method, route, status, duration_ms, rid, route_var.get())
+        )
         return
-    extra: dict[str, Any] = {"method": method, "status": status, "duration_ms": duration_ms}
+    extra: dict[str, Any] = {
+        "method": method,
+        "status": status,
+        "duration_ms": round(duration_ms, 2),
+    }
     if request_id is not None:
         extra["request_id"] = request_id
-    logger.log(level, "%s %s %d", method, route, status, extra=extra)
+    _access_logger.log(level, "%s %s %d", method, route, status, extra=extra)
+
+
+def _access_line(entry: AccessEntry) -> str:
+    created, level, method, route, status, duration_ms, rid, current = entry
+    head, tail = _fragments(level, method, route, status, current)
+    rid_part = "" if rid == "-" else f', "request_id": {json_str(rid)}'
+    return f'{{"time": "{_iso(created)}"{head}{rid_part}{tail}{round(duration_ms, 2)!r}}}\n'
+
+
+def _access_record(entry: AccessEntry) -> None:
+    """The entry as a LogRecord, made as ``Logger.log`` makes one, for every handler."""
+    created, level, method, route, status, duration_ms, rid, current = entry
+    logger = _access_logger
+    extra: dict[str, Any] = {
+        "method": method,
+        "status": status,
+        "duration_ms": round(duration_ms, 2),
+    }
+    # Written after the request's context is gone: what it said comes along.
+    if rid != "-":
+        extra["request_id"] = rid
+    if current != "-":
+        extra["route"] = current
+    record = logger.makeRecord(
+        logger.name, level, __file__, 0, "%s %s %d", (method, route, status), None, extra=extra
+    )
+    record.created, record.msecs = created, int(created * 1000) % 1000
+    logger.handle(record)
 
 
 _fragment_cache: dict[tuple[int, str, str, int, str], tuple[str, str]] = {}
@@ -253,8 +299,8 @@ def _fragments(level: int, method: str, route: str, status: int, current: str) -
     return head, tail
 
 
-def _only_handler(logger: logging.Logger, handler: logging.Handler, level: int) -> bool:
-    """Whether ``handler``, on the root logger, is the one place ``logger``'s record goes."""
+def _only_handler(logger: logging.Logger, handler: logging.Handler) -> bool:
+    """Whether ``handler``, on the root logger, is the one place ``logger``'s records go."""
     root = logging.root
     node = logger
     while node is not root:
@@ -265,22 +311,27 @@ def _only_handler(logger: logging.Logger, handler: logging.Handler, level: int) 
     return (
         root.handlers == [handler]
         and not root.filters
-        and level >= handler.level
+        and handler.level <= logging.DEBUG
         and all(isinstance(f, LibraryFloodFilter) for f in handler.filters)
     )
 
 
 _second: tuple[int, str] = (-1, "")
+_millisecond: tuple[int, str] = (-1, "")
 
 
-def _now_iso() -> str:
-    """``datetime.now(UTC).isoformat(timespec="milliseconds")``, its date made once a second."""
-    global _second
-    now = time.time()
-    sec = int(now)
+def _iso(created: float) -> str:
+    """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``, its
+    date made once a second and the whole once a millisecond (lines come many a ms)."""
+    global _second, _millisecond
+    ms = int(created * 1000)
+    if ms == _millisecond[0]:
+        return _millisecond[1]
+    sec, frac = divmod(ms, 1000)
     if sec != _second[0]:
         _second = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{_second[1]}.{int((now - sec) * 1000):03d}+00:00"
+    _millisecond = (ms, f"{_second[1]}.{frac:03d}+00:00")
+    return _millisecond[1]
 
 
 OVERLOAD_INTERVAL = 10.0
