@@ -160,6 +160,11 @@ class JSONLineHandler(logging.StreamHandler[Any]):
     def queue(self, entry: AccessEntry) -> None:
         """Write ``entry`` at the end of this turn of the event loop (at once outside one)."""
         self.pending.append(entry)
+        due = self.due_on
+        if due is not None and not due.is_closed():
+            # Already due (nearly always): asking for the running loop costs more than
+            # queuing (in CPython 3.11 it makes a getpid system call).
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -249,7 +254,7 @@ def _access_line(entry: AccessEntry) -> str:
     created, level, method, route, status, duration_ms, rid, current = entry
     head, tail = _fragments(level, method, route, status, current)
     rid_part = "" if rid == "-" else f', "request_id": {json_str(rid)}'
-    return f'{{"time": "{_iso(created)}"{head}{rid_part}{tail}{round(duration_ms, 2)!r}}}\n'
+    return f'{{"time": "{_iso(created)}"{head}{rid_part}{tail}{duration_ms:.2f}}}\n'
 
 
 def _access_record(entry: AccessEntry) -> None:

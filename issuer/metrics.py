@@ -159,6 +159,11 @@ def request_observed(route: str, method: str, status: int, seconds: float) -> No
 
 def _flush_soon() -> None:
     global _flush_loop
+    due = _flush_loop
+    if due is not None and not due.is_closed():
+        # Already due (nearly always): asking for the running loop costs more than the
+        # tally (in CPython 3.11 it makes a getpid system call).
+        return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:

