@@ -20,6 +20,7 @@ from aiohttp import web
 from issuer.appkeys import claims_key, context_key
 from issuer.errors import IssuerError
 from issuer.http.middleware import Handler, error_response
+from issuer.http.requests import body_of
 from issuer.services.cors import may_read, preflight_allowed
 
 CORS_METHODS = {"/token": "POST", "/revoke": "POST", "/userinfo": "GET, POST"}
@@ -42,7 +43,7 @@ async def _client_id_of(request: web.Request) -> str | None:
     if request.content_type != "application/x-www-form-urlencoded" or not request.body_exists:
         return None
     try:
-        raw = (await request.read()).decode("utf-8")  # read (and cached) by the handler
+        raw = (await body_of(request)).decode("utf-8")  # the edge read it
         fields = dict(parse_qsl(raw, max_num_fields=50))
     except (UnicodeDecodeError, ValueError, web.HTTPException):
         return None

@@ -9,7 +9,7 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 from issuer.errors import InvalidClientError, InvalidRequestError
-from issuer.http.requests import require_storable
+from issuer.http.requests import body_of, require_storable
 from issuer.services.accounts import ClientCredentials
 
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -33,7 +33,7 @@ class Form:
 async def read_form(request: web.Request) -> Form:
     if request.content_type != FORM_TYPE:
         raise InvalidRequestError(f"the body must be {FORM_TYPE}")
-    raw = await request.read()
+    raw = await body_of(request)
     try:
         pairs = parse_form(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from issuer.appkeys import body_key
 from issuer.errors import InvalidRequestError
 
 
@@ -53,9 +54,15 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return body
 
 
+async def body_of(request: web.Request) -> bytes:
+    """The request's body: what the edge read (``middleware._read_body``), else read now."""
+    body = request.get(body_key)
+    return body if body is not None else await request.read()
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     """A JSON object body; an empty body counts as ``{}``."""
-    raw = await request.read()
+    raw = await body_of(request)
     if not raw.strip():
         return {}
     if request.content_type != "application/json":
