@@ -9,7 +9,13 @@ from typing import Any
 from issuer.clock import Clock
 from issuer.config import Settings
 from issuer.errors import UnauthorizedClientError
-from issuer.jose.tokens import AccessClaims, AccessTokenRequest, Signer, access_token_claims
+from issuer.jose.tokens import (
+    AccessClaims,
+    AccessTokenRequest,
+    Signer,
+    access_claims_json,
+    access_token_claims,
+)
 from issuer.keyring import Keyring
 from issuer.services.scopes import grant_scope
 from issuer.store.base import ClientRecord
@@ -89,7 +95,7 @@ def sign_access_token(
         jti,
     )
     return TokenResponse(
-        access_token=signer.sign(claims),
+        access_token=signer.sign_json(access_claims_json(claims)),
         expires_in=settings.access_token_ttl,
         scope=claims["scope"],
         claims=claims,
