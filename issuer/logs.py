@@ -111,18 +111,23 @@ class LibraryFloodFilter(logging.Filter):
         return True
 
 
-# An access line waiting for its loop turn to end: (time, level, method, route template,
-# status, duration in ms, request id, the context's route), turned into text when written.
+# An access line waiting to be written: (time, level, method, route template, status,
+# duration in ms, request id, the context's route), turned into text when written.
 AccessEntry = tuple[float, int, str, str, int, float, str, str]
+# How long access lines wait to be written together, as the metrics' tally does
+# (``metrics.FLUSH_SECONDS``): nginx's ``access_log ... buffer= flush=``, for the same
+# reason. Written once per loop turn, the writes and their callbacks were a twentieth of
+# a JWKS request's CPU (issue 11). Any other record still goes out at once, after the
+# access lines before it; a worker that is killed loses at most this much of them.
+ACCESS_FLUSH_SECONDS = 0.1
 
 
 class JSONLineHandler(logging.StreamHandler[Any]):
     """The JSON handler on the root logger; access lines may be waiting to be written first.
 
     :func:`access` hands its lines to this handler as entries, written in batches, one
-    write per turn of the event loop (see there); any other record is written after the
-    access lines that came before it, so one process's lines stay in the order they
-    happened.
+    write every ``ACCESS_FLUSH_SECONDS``; any other record is written after the access
+    lines that came before it, so one process's lines stay in the order they happened.
     """
 
     def __init__(self) -> None:
@@ -158,7 +163,7 @@ class JSONLineHandler(logging.StreamHandler[Any]):
             _access_record(entry)
 
     def queue(self, entry: AccessEntry) -> None:
-        """Write ``entry`` at the end of this turn of the event loop (at once outside one)."""
+        """Write ``entry`` within ``ACCESS_FLUSH_SECONDS`` (at once outside an event loop)."""
         self.pending.append(entry)
         due = self.due_on
         if due is not None and not due.is_closed():
@@ -170,11 +175,11 @@ class JSONLineHandler(logging.StreamHandler[Any]):
         except RuntimeError:
             self.write_pending()
             return
-        # One write due per loop: a loop that closes before its turn ends drops its
+        # One write due per loop: a loop that closes before it is due drops its
         # callback, and the next loop to queue a line schedules its own.
         if loop is not self.due_on:
             self.due_on = loop
-            loop.call_soon(self.write_pending)
+            loop.call_later(ACCESS_FLUSH_SECONDS, self.write_pending)
 
 
 # A logger is made once per name and lives as long as the process: looked up once
@@ -204,7 +209,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.addHandler(handler)
     root.setLevel(level)
     if _json_handler is None:
-        # Lines still queued when the process ends (at most one loop turn's) are written.
+        # Lines still queued when the process ends (at most ACCESS_FLUSH_SECONDS') are written.
         atexit.register(_write_pending)
     _json_handler = handler if isinstance(handler, JSONLineHandler) else None
 
@@ -232,9 +237,9 @@ def access(
         # The line JSONFormatter would make from a record, with the same fields in the
         # same order, made without a LogRecord, a formatter and the handler chain (at
         # INFO that round trip was a quarter of a JWKS request's cost), and made when
-        # the loop turn's lines are written: a request only notes what happened. The
-        # lines of one loop turn go out in one write: a write and a flush per line were
-        # a tenth of a JWKS request (issue 11).
+        # they are written, every ACCESS_FLUSH_SECONDS: a request only notes what
+        # happened. A write and a flush per line were a tenth of a JWKS request, one
+        # per loop turn still a twentieth (issue 11).
         rid = request_id or request_id_var.get()
         handler.queue(
             (time.time(), level, method, route, status, duration_ms, rid, route_var.get())

@@ -186,8 +186,13 @@ def test_a_client_that_hangs_up_mid_body_is_a_499_not_a_server_error(served: Ser
             b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
             b"grant_type=client_cre"
         )
+    # The access line is written within ACCESS_FLUSH_SECONDS of the answer.
     deadline = time.monotonic() + 5
-    while not [d for d in served.log_lines() if d.get("request_id") == marker]:
+    while not [
+        d
+        for d in served.log_lines()
+        if d.get("request_id") == marker and d["logger"] == "issuer.access"
+    ]:
         assert time.monotonic() < deadline, served.logs()
         time.sleep(0.05)
     mine = [d for d in served.log_lines() if d.get("request_id") == marker]

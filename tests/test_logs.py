@@ -279,7 +279,7 @@ def test_access_line_written_directly_matches_the_formatted_record(
     assert fast["time"].endswith("+00:00")
 
 
-async def test_access_lines_of_a_loop_turn_are_one_write_before_any_later_record(
+async def test_access_lines_go_out_in_one_write_after_a_pause_and_before_any_later_record(
     configure_json: Callable[[], logs.JSONLineHandler], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     json_handler = configure_json()
@@ -291,17 +291,24 @@ async def test_access_lines_of_a_loop_turn_are_one_write_before_any_later_record
             return len(text)
 
     monkeypatch.setattr(json_handler, "stream", Recording())
-    logs.access("GET", "/turn-test", 200, 1.0, quiet=False)
-    logs.access("GET", "/turn-test", 304, 1.0, quiet=False)
-    assert writes == []  # not before the turn ends
-    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    scheduled: list[tuple[float, Callable[[], None]]] = []
+    monkeypatch.setattr(
+        loop, "call_later", lambda delay, callback: scheduled.append((delay, callback))
+    )
+    logs.access("GET", "/flush-test", 200, 1.0, quiet=False)
+    logs.access("GET", "/flush-test", 304, 1.0, quiet=False)
+    # One write scheduled for both, and nothing written before it is due.
+    assert [delay for delay, _ in scheduled] == [logs.ACCESS_FLUSH_SECONDS]
+    assert writes == []
+    scheduled[0][1]()
     assert len(writes) == 1  # both lines, one write
     assert [json.loads(x)["status"] for x in writes[0].splitlines()] == [200, 304]
-    logs.access("GET", "/turn-test", 404, 1.0, quiet=False)
+    logs.access("GET", "/flush-test", 404, 1.0, quiet=False)
     logging.getLogger("issuer.test").warning("after the 404")
     # The record waited for nothing: the queued line went out first, then it.
     events = [json.loads(x)["event"] for w in writes[1:] for x in w.splitlines()]
-    assert events == ["GET /turn-test 404", "after the 404"]
+    assert events == ["GET /flush-test 404", "after the 404"]
 
 
 def test_a_forked_child_writes_its_own_pid_in_access_lines(
