@@ -336,6 +336,7 @@ def check_header(header: Mapping[str, Any], policy: Policy) -> tuple[str, str]:
 
 
 _NO_ROLES: list[str] = []
+_ABSENT: Any = object()
 # Claims check_claims' one sweep requires to be present (with the right type) anyway.
 _PRESENT_IN_SWEEP = frozenset({"iss", "sub", "aud", "exp", "iat", "jti"})
 
@@ -348,14 +349,23 @@ def check_claims(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
     else, including any failure, goes through :func:`_check_claims_in_order`, so
     the error raised is always the first failing check's, in its documented order.
     """
+    if _sweep(claims, policy, now) is None:
+        _check_claims_in_order(claims, policy, now)
+
+
+def _sweep(claims: Mapping[str, Any], policy: Policy, now: float) -> tuple[float, float] | None:
+    """:func:`check_claims`' one sweep: the window :func:`window` gives if it passes, else None.
+
+    None means only that the sweep cannot vouch for the claims; the checks in order decide.
+    """
     get = claims.get
-    exp, iat, nbf, iss, aud = get("exp"), get("iat"), get("nbf", 0), get("iss"), get("aud")
+    exp, iat, nbf, iss, aud = get("exp"), get("iat"), get("nbf", _ABSENT), get("iss"), get("aud")
     roles = get("roles", _NO_ROLES)
     leeway, max_lifetime, audience = policy.leeway, policy.max_lifetime, policy.audience
     if (
         type(exp) is int
         and type(iat) is int
-        and type(nbf) is int
+        and (nbf is _ABSENT or type(nbf) is int)
         and type(iss) is str
         and type(get("sub")) is str
         and type(get("jti")) is str
@@ -367,10 +377,10 @@ def check_claims(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
         and (aud == audience if type(aud) is str else type(aud) is list and audience in aud)
     ):
         try:
-            exp_f, iat_f, nbf_f = float(exp), float(iat), float(nbf)
+            exp_f, iat_f = float(exp), float(iat)
+            nbf_f = 0.0 if nbf is _ABSENT else float(nbf)
         except OverflowError:  # an integer time beyond float range: refused in order
-            _check_claims_in_order(claims, policy, now)
-            return
+            return None
         if (
             now < exp_f + leeway
             and now + leeway >= nbf_f
@@ -382,10 +392,32 @@ def check_claims(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
         ):
             for role in roles:
                 if type(role) is not str:
-                    break
-            else:
-                return
-    _check_claims_in_order(claims, policy, now)
+                    return None
+            # window(claims, policy), from the values at hand (iat is present here).
+            start = iat - leeway
+            if nbf is not _ABSENT and nbf - leeway > start:
+                start = nbf - leeway
+            if max_lifetime is not None and exp - max_lifetime - leeway > start:
+                start = exp - max_lifetime - leeway
+            return start, exp + leeway
+    return None
+
+
+def window(claims: Mapping[str, Any], policy: Policy) -> tuple[float, float]:
+    """The ``now`` for which the time checks of claims that passed :func:`check_claims`
+    still pass: ``start <= now < until``. They are the only checks that depend on ``now``,
+    solved for it; check_claims has already refused anything that is not a finite number.
+    """
+    leeway, max_lifetime = policy.leeway, policy.max_lifetime
+    exp, nbf, iat = claims["exp"], claims.get("nbf"), claims.get("iat")
+    start = -math.inf
+    if nbf is not None:
+        start = nbf - leeway
+    if iat is not None and iat - leeway > start:
+        start = iat - leeway
+    if max_lifetime is not None and exp - max_lifetime - leeway > start:
+        start = exp - max_lifetime - leeway
+    return start, exp + leeway
 
 
 def _check_claims_in_order(claims: Mapping[str, Any], policy: Policy, now: float) -> None:
@@ -452,10 +484,21 @@ class HeaderCache:
         return result
 
 
+# What prepare() found, as a tuple: (alg, kid, signing input, payload, signature), the
+# last two still base64url. The verifier's hot path passes this rather than a
+# PreparedToken, which costs several times as much to build.
+Parts = tuple[str, str, bytes, bytes, bytes]
+
+
 def prepare(
     token: str | bytes, policy: Policy, headers: HeaderCache | None = None
 ) -> PreparedToken:
     """Size, shape and header checks: everything before a key is needed."""
+    return PreparedToken(*prepare_parts(token, policy, headers))
+
+
+def prepare_parts(token: str | bytes, policy: Policy, headers: HeaderCache | None = None) -> Parts:
+    """:func:`prepare`, returning :data:`Parts`."""
     if headers is not None and type(token) is str and len(token) <= policy.max_token_bytes:
         # The usual token in one sweep: ASCII, exactly two dots, no empty segment, a
         # header segment that passed check_header before. Anything else takes the
@@ -469,14 +512,14 @@ def prepare(
         if dot and h and p and s and _DOT not in p:
             hit = headers._entries.get(h)
             if hit is not None:
-                return PreparedToken(hit[0], hit[1], signing_input, p, s)
+                return hit[0], hit[1], signing_input, p, s
     try:
         signing_input, h, p, s = _split(token, policy.max_token_bytes)
         if headers is not None:
             alg, kid = headers.check(h)
         else:
             alg, kid = check_header(_json_object(_b64decode(h), "header"), policy)
-        return PreparedToken(alg, kid, signing_input, p, s)
+        return alg, kid, signing_input, p, s
     except TokenError:
         raise
     except Exception:  # any surprise inside decoding is a malformed token
@@ -487,7 +530,21 @@ def complete(
     prepared: PreparedToken, key: VerificationKey, policy: Policy, now: float
 ) -> dict[str, Any]:
     """Signature first, then the payload: claims are only parsed once authenticated."""
-    alg, k, s, p = prepared.alg, key.key, prepared.signature, prepared.payload
+    p = prepared
+    return complete_parts(p.alg, p.signing_input, p.payload, p.signature, key, policy, now)[0]
+
+
+def complete_parts(
+    alg: str,
+    signing_input: bytes,
+    p: bytes,
+    s: bytes,
+    key: VerificationKey,
+    policy: Policy,
+    now: float,
+) -> tuple[dict[str, Any], tuple[float, float]]:
+    """:func:`complete` from :data:`Parts`: the claims and their :func:`window`."""
+    k = key.key
     rest_s, rest_p = len(s) & 3, len(p) & 3
     sig, payload = s.translate(_B64URL_TO_STD), p.translate(_B64URL_TO_STD)
     if (
@@ -510,14 +567,15 @@ def complete(
         rsa_key: rsa.RSAPublicKey = k  # type: ignore[assignment]
         try:
             try:
-                rsa_key.verify(
-                    _a2b(sig + _PADDING[rest_s]), prepared.signing_input, _PKCS1, _SHA256
-                )
+                rsa_key.verify(_a2b(sig + _PADDING[rest_s]), signing_input, _PKCS1, _SHA256)
             except InvalidSignature:
                 raise BadSignatureError("signature does not verify") from None
             claims = _json_object(_a2b(payload + _PADDING[rest_p]), "payload")
-            check_claims(claims, policy, now)
-            return claims
+            valid = _sweep(claims, policy, now)
+            if valid is None:
+                _check_claims_in_order(claims, policy, now)
+                valid = window(claims, policy)
+            return claims, valid
         except TokenError:
             raise
         except Exception:  # any surprise inside decoding is a malformed token
@@ -525,10 +583,10 @@ def complete(
     try:
         if not key.fits(alg):
             raise DisallowedAlgorithmError(f"alg {alg} does not fit key {key.kid}")
-        _verify_signature(key, alg, prepared.signing_input, _b64decode(s))
+        _verify_signature(key, alg, signing_input, _b64decode(s))
         claims = _json_object(_b64decode(p), "payload")
         check_claims(claims, policy, now)
-        return claims
+        return claims, window(claims, policy)
     except TokenError:
         raise
     except Exception:  # any surprise inside decoding is a malformed token
@@ -557,11 +615,11 @@ def verify_token(
     headers: HeaderCache | None = None,
 ) -> dict[str, Any]:
     """The claims of a valid token; otherwise a :class:`TokenError` subclass, nothing else."""
-    prepared = prepare(token, policy, headers)
-    key = keys.get(prepared.kid)
+    alg, kid, signing_input, p, s = prepare_parts(token, policy, headers)
+    key = keys.get(kid)
     if key is None:
         raise UnknownKeyError("no key with this kid")
-    return complete(prepared, key, policy, now)
+    return complete_parts(alg, signing_input, p, s, key, policy, now)[0]
 
 
 __all__ = [
@@ -570,15 +628,19 @@ __all__ = [
     "SUPPORTED_ALGS",
     "HeaderCache",
     "ParsedToken",
+    "Parts",
     "Policy",
     "PreparedToken",
     "VerificationKey",
     "check_claims",
     "check_header",
     "complete",
+    "complete_parts",
     "load_jwks",
     "parse_compact",
     "prepare",
+    "prepare_parts",
     "verify_parsed",
     "verify_token",
+    "window",
 ]

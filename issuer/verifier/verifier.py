@@ -7,7 +7,6 @@ thread that blocks while another one fetches).
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -18,8 +17,8 @@ from issuer.verifier.core import (
     HeaderCache,
     Policy,
     PreparedToken,
-    complete,
-    prepare,
+    complete_parts,
+    prepare_parts,
 )
 from issuer.verifier.errors import RevokedTokenError
 from issuer.verifier.keys import VerificationKey
@@ -97,13 +96,13 @@ class _Base(Generic[J]):
             claims = self._cached(token, hit, now, jwks)
             if claims is not None:
                 return claims
-        prepared = prepare(token, self.policy, self._headers)
-        if self._key_revoked is not None and self._key_revoked(prepared.kid):
+        alg, kid, signing_input, p, s = prepare_parts(token, self.policy, self._headers)
+        if self._key_revoked is not None and self._key_revoked(kid):
             raise RevokedTokenError("the key that signed this token was revoked")
-        key = jwks.cached_key(prepared.kid, now)
+        key = jwks.cached_key(kid, now)
         if key is None:
-            return prepared
-        return self._complete(token, prepared, key, now)
+            return PreparedToken(alg, kid, signing_input, p, s)
+        return self._complete(token, alg, kid, signing_input, p, s, key, now)
 
     def _cached(
         self, token: str | bytes, hit: _Verified, now: float, jwks: KeyLookup
@@ -125,31 +124,32 @@ class _Base(Generic[J]):
         return None
 
     def _complete(
-        self, token: str | bytes, prepared: PreparedToken, key: VerificationKey, now: float
+        self,
+        token: str | bytes,
+        alg: str,
+        kid: str,
+        signing_input: bytes,
+        p: bytes,
+        s: bytes,
+        key: VerificationKey,
+        now: float,
     ) -> dict[str, Any]:
-        policy = self.policy
-        claims = complete(prepared, key, policy, now)
+        # The window is the ``now`` for which the claim checks that depend on it still hold.
+        claims, (start, until) = complete_parts(alg, signing_input, p, s, key, self.policy, now)
         if self.revocations is not None:
             self.revocations.check(claims)
         if self.cache_size:
-            # The only claim checks that depend on ``now`` (see core.check_claims), solved
-            # for ``now``; check_claims has already refused anything that is not a finite
-            # number.
-            leeway, max_lifetime = policy.leeway, policy.max_lifetime
-            exp, nbf, iat = claims["exp"], claims.get("nbf"), claims.get("iat")
-            start = -math.inf
-            if nbf is not None:
-                start = nbf - leeway
-            if iat is not None and iat - leeway > start:
-                start = iat - leeway
-            if max_lifetime is not None and exp - max_lifetime - leeway > start:
-                start = exp - max_lifetime - leeway
-            entry = (claims, prepared.kid, key, start, exp + leeway)
-            with self._lock:
+            entry = (claims, kid, key, start, until)
+            # acquire/release rather than ``with``, which costs more than the insert.
+            lock = self._lock
+            lock.acquire()
+            try:
                 verified = self._verified
                 if len(verified) >= self.cache_size:
                     del verified[next(iter(verified))]  # the oldest entry
                 verified[token] = entry
+            finally:
+                lock.release()
             return dict(claims)
         return claims
 
@@ -178,8 +178,11 @@ class Verifier(_Base["JWKSClient"]):
         result = self._verify_offline(token, self._clock())
         if not isinstance(result, PreparedToken):
             return result
-        key = await self.jwks.get_key(result.kid)
-        return self._complete(token, result, key, self._clock())
+        r = result
+        key = await self.jwks.get_key(r.kid)
+        return self._complete(
+            token, r.alg, r.kid, r.signing_input, r.payload, r.signature, key, self._clock()
+        )
 
 
 class SyncVerifier(_Base["SyncJWKSClient"]):
@@ -194,8 +197,11 @@ class SyncVerifier(_Base["SyncJWKSClient"]):
         result = self._verify_offline(token, self._clock())
         if not isinstance(result, PreparedToken):
             return result
-        key = self.jwks.get_key(result.kid)
-        return self._complete(token, result, key, self._clock())
+        r = result
+        key = self.jwks.get_key(r.kid)
+        return self._complete(
+            token, r.alg, r.kid, r.signing_input, r.payload, r.signature, key, self._clock()
+        )
 
 
 __all__ = ["DEFAULT_CACHE_SIZE", "SyncVerifier", "Verifier"]
