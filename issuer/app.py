@@ -17,7 +17,7 @@ from issuer.http import admin, browser_login, openapi, ops, public, sessions, us
 from issuer.http.auth import require_admin
 from issuer.http.cors import cors
 from issuer.http.metrics import handle_metrics
-from issuer.http.middleware import edge
+from issuer.http.middleware import edge, install
 from issuer.lifecycle import start, stop
 from issuer.notify import follow_key_changes
 from issuer.services import housekeeping, passwords
@@ -35,26 +35,26 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     Start the public app first: its cleanup context opens what both share.
     """
     ctx = Context(settings, clock or SystemClock())
-    app = web.Application(
-        client_max_size=MAX_BODY,
-        middlewares=[edge(cors=cors)],
-    )
-    admin_app = web.Application(
-        client_max_size=MAX_BODY,
-        middlewares=[edge(check=require_admin)],
-    )
-    for a in (app, admin_app):
+    # Routes are declared on two tables, then served by the two apps, each handler inside
+    # its listener's edge (``middleware.install``: a wrapper per route, not middleware).
+    public_routes, admin_routes = web.Application(), web.Application()
+    app = web.Application(client_max_size=MAX_BODY)
+    admin_app = web.Application(client_max_size=MAX_BODY)
+    for a in (app, admin_app, public_routes, admin_routes):
         a[context_key] = ctx
-        ops.add_routes(a)
-    public.add_routes(app)
-    sessions.add_routes(app)
-    browser_login.add_routes(app)
-    admin.add_routes(admin_app)
-    users.add_routes(admin_app)
-    browser_login.add_admin_routes(admin_app)
-    admin_app.router.add_get("/metrics", handle_metrics)
-    openapi.add_route(app, "issuer: public API", [])
-    openapi.add_route(admin_app, "issuer: admin API", [{"adminBearer": []}])
+    for table in (public_routes, admin_routes):
+        ops.add_routes(table)
+    public.add_routes(public_routes)
+    sessions.add_routes(public_routes)
+    browser_login.add_routes(public_routes)
+    admin.add_routes(admin_routes)
+    users.add_routes(admin_routes)
+    browser_login.add_admin_routes(admin_routes)
+    admin_routes.router.add_get("/metrics", handle_metrics)
+    openapi.add_route(public_routes, "issuer: public API", [])
+    openapi.add_route(admin_routes, "issuer: admin API", [{"adminBearer": []}])
+    install(app, public_routes, edge(cors=cors))
+    install(admin_app, admin_routes, edge(check=require_admin))
     app[admin_app_key] = admin_app
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -1,4 +1,5 @@
-"""The edge of each listener: one middleware that does, in order, what every request needs.
+"""The edge of each listener: one wrapper around every route's handler that does, in order,
+what every request needs.
 
 1. a request id (the client's ``X-Request-ID`` when it is well formed) and the route
    template, for every log line the request causes;
@@ -12,22 +13,26 @@
 6. the security headers; the duration histogram, the token and JWKS counters and the
    access line.
 
-One middleware rather than one per step: aiohttp runs each as a coroutine of its own
-(and adds one more per app), and on a JWKS request those layers cost more than the
-handler (issue 11).
+A wrapper around each handler, installed with the routes (:func:`install`), rather
+than an aiohttp middleware: with any middleware aiohttp adds one of its own, looks the
+chain up in a cache and runs each layer as a coroutine of its own, on every request;
+on a JWKS request those layers cost more than the handler (issue 11). The wrapper also
+knows its route's template, so nothing is looked up to name it. What no route matches
+goes through the edge too, by a last route that matches any path and answers 404, or
+405 with ``Allow`` where the path exists for other methods.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp import hdrs, web
 
 from issuer import logs, metrics
 from issuer.appkeys import admin_app_key, body_key, context_key, grant_type_key
@@ -43,6 +48,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Check = Callable[[web.Request], Awaitable[None]]
 # A step that wraps the handler (CORS), run only for requests with an Origin.
 Wrapper = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+# The edge around one route's handler, given the handler and the route's template.
+Edge = Callable[[Handler, str], Handler]
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -63,6 +70,8 @@ TOKEN_ROUTE = "/token"  # noqa: S105 (a path, not a secret)
 JWKS_ROUTE = "/.well-known/jwks.json"
 # Probes and scrapes come every few seconds from every prober: logged at DEBUG.
 QUIET_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
+# The route name of a request no route matches (in log lines and metrics).
+UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -76,90 +85,89 @@ class ClientGoneError(Exception):
     """The client closed the connection before its body was read: not a server error."""
 
 
-def route_name(request: web.Request) -> str:
-    """The route template (``/admin/keys/{kid}/revoke``), never the raw path."""
-    info = request.match_info.route.resource
-    return info.canonical if info is not None else "unmatched"
-
-
 def new_request_id() -> str:
     # 32 hex digits, as uuid4().hex gave, at a twentieth of its cost. A request id names
     # a log line and guards nothing, so the Mersenne Twister serves (reseeded on fork).
     return random.randbytes(16).hex()
 
 
-def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Middleware:
-    """The listener's one middleware: ``check`` runs before every handler, ``cors``
-    around it when the request carries an ``Origin``."""
+def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Edge:
+    """The listener's edge: ``check`` runs before every handler, ``cors`` around it
+    when the request carries an ``Origin``."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        start = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID")
-        rid = (
-            incoming
-            if incoming is not None and _REQUEST_ID.fullmatch(incoming)
-            else new_request_id()
-        )
-        request_id_var.set(rid)
-        route = route_name(request)
-        route_var.set(route)
-        status, error = 500, "server_error"
-        try:
+    def wrap(handler: Handler, route: str) -> Handler:
+        """``handler`` inside the edge; ``route`` is its template (``/admin/keys/{kid}``)."""
+        # Only a template with segments has any to check (the catch-all's is the path).
+        segments = "{" in route and route != UNMATCHED
+
+        async def edged(request: web.Request) -> web.StreamResponse:
+            start = time.perf_counter()
+            incoming = request.headers.get("X-Request-ID")
+            rid = (
+                incoming
+                if incoming is not None and _REQUEST_ID.fullmatch(incoming)
+                else new_request_id()
+            )
+            request_id_var.set(rid)
+            route_var.set(route)
+            status, error = 500, "server_error"
             try:
-                # The steps run here, not in a coroutine of their own: one frame less
-                # on every request.
-                timed_out = await _read_body(request) if request.body_exists else None
-                response: web.StreamResponse
-                if timed_out is not None:
-                    response = timed_out
-                else:
-                    if check is not None:
-                        await check(request)  # who asks, before anything about what
-                    for name, value in request.match_info.items():
-                        # %00 decodes to a NUL that PostgreSQL refuses (a 500 from the
-                        # driver), and a lone surrogate cannot be encoded as UTF-8: such a
-                        # segment names nothing, so it is a 400 before any handler looks
-                        # it up. Query parameters are checked by ``only_query``, bodies
-                        # by their parsers.
-                        require_storable(value, f"path segment {name}")
-                    if cors is not None and "Origin" in request.headers:
-                        response = await cors(request, handler)
+                try:
+                    # The steps run here, not in a coroutine of their own: one frame less
+                    # on every request.
+                    timed_out = await _read_body(request) if request.body_exists else None
+                    response: web.StreamResponse
+                    if timed_out is not None:
+                        response = timed_out
                     else:
-                        response = await handler(request)
-                status, error = response.status, ""
-            except IssuerError as exc:
-                status, error = exc.status, exc.error
-                response = error_response(exc)
-            except web.HTTPException as exc:
-                status = exc.status
-                error = "invalid_request" if exc.status < 500 else "server_error"
-                if exc.status < 400:
-                    raise  # a redirect: aiohttp sends it as it is
-                response = _http_error(exc)
-            except ClientGoneError:
-                # Nobody is left to read an answer; 499 (nginx's "client closed request")
-                # is for the access log and the metrics, never the 5xx series that pages.
-                status, error = CLIENT_CLOSED_REQUEST, ""
-                metrics.client_disconnected()
-                log.info("client disconnected before the request body was read")
-                response = json_response({"error": "client_disconnected"}, status)
-            except asyncio.CancelledError:
-                status, error = CLIENT_CLOSED_REQUEST, ""
-                raise
-            except Exception:
-                log.exception("unhandled error", extra={"route": route})
-                response = _server_error(rid)
-        finally:
-            _observe(request, route, status, error, time.perf_counter() - start)
-        headers = response.headers
-        headers["X-Request-ID"] = rid
-        for name, value in SECURITY_HEADERS.items():
-            headers.setdefault(name, value)
-        headers.setdefault("Cache-Control", "no-store")
-        return response
+                        if check is not None:
+                            await check(request)  # who asks, before anything about what
+                        for name, value in request.match_info.items() if segments else ():
+                            # %00 decodes to a NUL that PostgreSQL refuses (a 500 from the
+                            # driver), and a lone surrogate cannot be encoded as UTF-8: such a
+                            # segment names nothing, so it is a 400 before any handler looks
+                            # it up. Query parameters are checked by ``only_query``, bodies
+                            # by their parsers.
+                            require_storable(value, f"path segment {name}")
+                        if cors is not None and "Origin" in request.headers:
+                            response = await cors(request, handler)
+                        else:
+                            response = await handler(request)
+                    status, error = response.status, ""
+                except IssuerError as exc:
+                    status, error = exc.status, exc.error
+                    response = error_response(exc)
+                except web.HTTPException as exc:
+                    status = exc.status
+                    error = "invalid_request" if exc.status < 500 else "server_error"
+                    if exc.status < 400:
+                        raise  # a redirect: aiohttp sends it as it is
+                    response = _http_error(exc)
+                except ClientGoneError:
+                    # Nobody is left to read an answer; 499 (nginx's "client closed request")
+                    # is for the access log and the metrics, never the 5xx series that pages.
+                    status, error = CLIENT_CLOSED_REQUEST, ""
+                    metrics.client_disconnected()
+                    log.info("client disconnected before the request body was read")
+                    response = json_response({"error": "client_disconnected"}, status)
+                except asyncio.CancelledError:
+                    status, error = CLIENT_CLOSED_REQUEST, ""
+                    raise
+                except Exception:
+                    log.exception("unhandled error", extra={"route": route})
+                    response = _server_error(rid)
+            finally:
+                _observe(request, route, status, error, time.perf_counter() - start)
+            headers = response.headers
+            headers["X-Request-ID"] = rid
+            for name, value in SECURITY_HEADERS.items():
+                headers.setdefault(name, value)
+            headers.setdefault("Cache-Control", "no-store")
+            return response
 
-    return middleware
+        return functools.update_wrapper(edged, handler)
+
+    return wrap
 
 
 async def _read_body(request: web.Request) -> web.Response | None:
@@ -237,3 +245,31 @@ def _observe(request: web.Request, route: str, status: int, error: str, seconds:
     elif route == JWKS_ROUTE:
         metrics.jwks_served(status)
     logs.access(method, route, status, seconds * 1000, quiet=route in QUIET_ROUTES)
+
+
+def install(app: web.Application, table: web.Application, wrap: Edge) -> None:
+    """Serve ``table``'s routes on ``app``, each handler inside the edge ``wrap``, and
+    answer every other request through the edge as well (404, or 405 with ``Allow``).
+
+    ``table`` is an application used only to declare routes on (``add_routes`` of each
+    module); ``app`` is the one served. Call once all routes are declared.
+    """
+    for route in table.router.routes():
+        resource = route.resource
+        assert resource is not None, "a table route is always on a resource"
+        template = resource.canonical
+        app.router.add_route(route.method, template, wrap(route.handler, template))
+    # Last: the router tries it only after every route, for any method and any path.
+    app.router.add_route(hdrs.METH_ANY, "/{path:.*}", wrap(_unmatched, UNMATCHED))
+
+
+async def _unmatched(request: web.Request) -> web.StreamResponse:
+    """No route matched: 405 with the methods the path has, or 404 (as aiohttp's router)."""
+    allowed: set[str] = set()
+    catch_all = request.match_info.route.resource
+    for resource in request.app.router.resources():
+        if resource is not catch_all:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()

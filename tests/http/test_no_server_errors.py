@@ -55,7 +55,8 @@ def routes(app: web.Application) -> list[tuple[str, str]]:
     """(method, path template) of every route the app serves."""
     found = []
     for route in app.router.routes():
-        if route.method in ("HEAD", "OPTIONS") or route.resource is None:
+        # "*": the edge's catch-all for what no route matches.
+        if route.method in ("HEAD", "OPTIONS", "*") or route.resource is None:
             continue
         found.append((route.method, route.resource.canonical))
     return sorted(set(found))

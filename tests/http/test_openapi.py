@@ -49,7 +49,8 @@ def registered_routes(app: web.Application) -> set[tuple[str, str]]:
     out = set()
     for route in app.router.routes():
         resource = route.resource
-        if resource is None or route.method == "HEAD":
+        # HEAD comes with each GET; "*" is the edge's catch-all for what nothing matches.
+        if resource is None or route.method in ("HEAD", "*"):
             continue
         out.add((resource.canonical, route.method.lower()))
     return out
