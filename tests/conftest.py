@@ -27,6 +27,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 
+import issuer
 from issuer.app import create_app
 from issuer.appkeys import admin_app_key, context_key
 from issuer.clock import SettableClock
@@ -394,6 +395,12 @@ def pytest_configure(config: pytest.Config) -> None:
 LEAKS: list[str] = []
 
 
+def _source_text() -> str:
+    """Every Python and SQL file of the issuer package, as one text."""
+    root = Path(issuer.__file__).parent
+    return "\n".join(p.read_text() for p in sorted(root.rglob("*")) if p.suffix in (".py", ".sql"))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
     # pytest-xdist, in the controller: a worker's leaks (its exit status is not ours).
@@ -404,7 +411,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _PG_CREATED:
         asyncio.run(_drop_created_databases())
     # At the very end, whatever ran and in whatever order: no secret in any log record.
-    LEAKS.extend(find_leaks(LOG_MESSAGES, ISSUED_SECRETS - {"not the password of anyone"}))
+    leaks = find_leaks(LOG_MESSAGES, ISSUED_SECRETS - {"not the password of anyone"})
+    if leaks:
+        # Hypothesis draws text from the constants of the code under test too: a fuzzed
+        # "password" that is a word of our own source (a SQL column name) is in the logs
+        # because the code is, and was never a secret.
+        source = _source_text()
+        public = {s for s in ISSUED_SECRETS if len(s) >= 8 and s in source}
+        leaks = find_leaks(LOG_MESSAGES, ISSUED_SECRETS - public - {"not the password of anyone"})
+    LEAKS.extend(leaks)
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller reports and fails
         workeroutput["secret_leaks"] = list(LEAKS)
