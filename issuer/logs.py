@@ -257,9 +257,16 @@ def access(
 
 def _access_line(entry: AccessEntry) -> str:
     created, level, method, route, status, duration_ms, rid, current = entry
-    head, tail = _fragments(level, method, route, status, current)
-    rid_part = "" if rid == "-" else f', "request_id": {json_str(rid)}'
-    return f'{{"time": "{_iso(created)}"{head}{rid_part}{tail}{duration_ms:.2f}}}\n'
+    if rid == "-":
+        return _template(level, method, route, status, current, False) % (
+            _iso(created),
+            duration_ms,
+        )
+    return _template(level, method, route, status, current, True) % (
+        _iso(created),
+        json_str(rid),
+        duration_ms,
+    )
 
 
 def _access_record(entry: AccessEntry) -> None:
@@ -283,30 +290,40 @@ def _access_record(entry: AccessEntry) -> None:
     logger.handle(record)
 
 
-_fragment_cache: dict[tuple[int, str, str, int, str], tuple[str, str]] = {}
-# os.getpid is a system call (glibc no longer caches it); the fragments hold the pid.
-os.register_at_fork(after_in_child=_fragment_cache.clear)
+_template_cache: dict[tuple[int, str, str, int, str, bool], str] = {}
+# os.getpid is a system call (glibc no longer caches it); the templates hold the pid.
+os.register_at_fork(after_in_child=_template_cache.clear)
 
 
-def _fragments(level: int, method: str, route: str, status: int, current: str) -> tuple[str, str]:
-    """The access line around its request id: what comes before it, and after up to the
-    duration. Bounded: methods, route templates and statuses are small sets."""
-    key = (level, method, route, status, current)
-    found = _fragment_cache.get(key)
+def _template(level: int, method: str, route: str, status: int, current: str, with_id: bool) -> str:
+    """The access line as a %-template of its time, its request id (``with_id``) and its
+    duration: all the rest is the same for every request of a route and status, so it is
+    made once (one C-level format per line). Bounded: methods, route templates and
+    statuses are small sets."""
+    key = (level, method, route, status, current, with_id)
+    found = _template_cache.get(key)
     if found is not None:
         return found
-    head = (
+    fixed = (
         f', "level": "{logging.getLevelName(level)}", '
         f'"event": {json_str(f"{method} {route} {status}")}, '
         f'"logger": "{ACCESS_LOGGER}", "pid": {os.getpid()}'
+    ).replace("%", "%%")
+    after = (
+        ("" if current == "-" else f', "route": {json_str(current)}')
+        + f', "method": {json_str(method)}, "status": {int(status)}'
+    ).replace("%", "%%")
+    template = (
+        '{"time": "%s"'
+        + fixed
+        + (', "request_id": %s' if with_id else "")
+        + after
+        + ', "duration_ms": %.2f}\n'
     )
-    tail = (
-        "" if current == "-" else f', "route": {json_str(current)}'
-    ) + f', "method": {json_str(method)}, "status": {int(status)}, "duration_ms": '
-    if len(_fragment_cache) > 4096:
-        _fragment_cache.clear()  # only a flood of unknown methods could get here
-    _fragment_cache[key] = (head, tail)
-    return head, tail
+    if len(_template_cache) > 4096:
+        _template_cache.clear()  # only a flood of unknown methods could get here
+    _template_cache[key] = template
+    return template
 
 
 def _only_handler(logger: logging.Logger, handler: logging.Handler) -> bool:
@@ -327,21 +344,19 @@ def _only_handler(logger: logging.Logger, handler: logging.Handler) -> bool:
 
 
 _second: tuple[int, str] = (-1, "")
-_millisecond: tuple[int, str] = (-1, "")
+# The end of a timestamp for each millisecond of a second: ".042+00:00".
+_MILLISECONDS = tuple(f".{ms:03d}+00:00" for ms in range(1000))
 
 
 def _iso(created: float) -> str:
     """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``, its
-    date made once a second and the whole once a millisecond (lines come many a ms)."""
-    global _second, _millisecond
+    date made once a second and the milliseconds looked up."""
+    global _second
     ms = int(created * 1000)
-    if ms == _millisecond[0]:
-        return _millisecond[1]
-    sec, frac = divmod(ms, 1000)
+    sec = ms // 1000
     if sec != _second[0]:
         _second = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    _millisecond = (ms, f"{_second[1]}.{frac:03d}+00:00")
-    return _millisecond[1]
+    return _second[1] + _MILLISECONDS[ms - sec * 1000]
 
 
 OVERLOAD_INTERVAL = 10.0

@@ -10,10 +10,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from issuer import logs
 from issuer.context import Context
@@ -356,3 +359,32 @@ def test_a_forked_child_writes_its_own_pid_in_access_lines(
 def test_the_hand_made_access_line_escapes_as_json_does(text: str) -> None:
     assert json_str(text) == json.dumps(text, ensure_ascii=False)
     assert json.loads(json_str(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("route", "rid"), [("/odd%s%%d{x}", 'a"b\\c%s'), ("/token", "-"), ("/t", "0123abcd")]
+)
+def test_an_access_line_with_percent_signs_and_any_request_id_is_its_json(
+    configure_json: Callable[[], logs.JSONLineHandler],
+    monkeypatch: pytest.MonkeyPatch,
+    route: str,
+    rid: str,
+) -> None:
+    """The line is a %-template per route and status: a % in what the template holds
+    stays a %, and the request id is escaped as JSON wherever it came from."""
+    json_handler = configure_json()
+    out = io.StringIO()
+    monkeypatch.setattr(json_handler, "stream", out)
+    logs.access("GET", route, 200, 2.5, quiet=False, request_id=None if rid == "-" else rid)
+    (line,) = out.getvalue().splitlines()
+    doc = json.loads(line)
+    assert doc["event"] == f"GET {route} 200"
+    assert doc.get("request_id", "-") == rid
+    assert (doc["status"], doc["duration_ms"]) == (200, 2.5)
+
+
+@given(second=st.integers(0, 2**32), millisecond=st.integers(0, 999))
+def test_the_access_lines_timestamp_is_isoformats(second: int, millisecond: int) -> None:
+    created = second + (millisecond + 0.4) / 1000  # inside the millisecond, off its edges
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert logs._iso(created) == expected
