@@ -108,7 +108,9 @@ _token_children: dict[str, Counter] = {}
 _jwks_children: dict[int, Counter] = {}
 _request_children: dict[tuple[str, str, int], Histogram] = {}
 _tokens_due: dict[str, int] = {}
-_jwks_due: dict[int, int] = {}
+# The JWKS counter is the request histogram's count for this route, by status: added
+# from the same tally, with no second count per request.
+JWKS_ROUTE = "/.well-known/jwks.json"
 # Per (route, method, status): [sum of seconds, then a count per bucket, +Inf last].
 _requests_due: dict[tuple[str, str, int], list[float]] = {}
 # The loop a flush is scheduled on: a loop that closes first (tests run many) drops it,
@@ -131,11 +133,6 @@ def login_failed() -> None:
 
 def refresh_reuse_detected() -> None:
     _metrics().refresh_reuse.inc()
-
-
-def jwks_served(status: int) -> None:
-    _jwks_due[status] = _jwks_due.get(status, 0) + 1
-    _flush_soon()
 
 
 def connection_closed(listener: str, reason: str) -> None:
@@ -185,12 +182,6 @@ def flush() -> None:
         if child is None:
             child = _token_children[grant] = m.tokens_issued.labels(grant=grant)
         child.inc(n)
-    while _jwks_due:
-        status, n = _jwks_due.popitem()
-        jwks = _jwks_children.get(status)
-        if jwks is None:
-            jwks = _jwks_children[status] = m.jwks_requests.labels(status=str(status))
-        jwks.inc(n)
     while _requests_due:
         (route, method, status), tally = _requests_due.popitem()
         histogram = _request_children.get((route, method, status))
@@ -204,6 +195,11 @@ def flush() -> None:
         for bucket, count in zip(histogram._buckets, tally[1:], strict=True):
             if count:
                 bucket.inc(count)
+        if route == JWKS_ROUTE:
+            jwks = _jwks_children.get(status)
+            if jwks is None:
+                jwks = _jwks_children[status] = m.jwks_requests.labels(status=str(status))
+            jwks.inc(int(sum(tally[1:])))
 
 
 # -- scraping -------------------------------------------------------------------

@@ -10,8 +10,8 @@ what every request needs.
 5. errors rendered as RFC 6749 §5.2 JSON (``{"error", "error_description"}``, with
    ``Cache-Control: no-store``); anything that is not an :class:`IssuerError` is logged
    with the request id and answered as a bare 500 that reveals nothing;
-6. the security headers; the duration histogram, the token and JWKS counters and the
-   access line.
+6. the security headers; the duration histogram (the JWKS counter is added from it), the
+   token counters and the access line.
 
 A wrapper around each handler, installed with the routes (:func:`install`), rather
 than an aiohttp middleware: with any middleware aiohttp adds one of its own, looks the
@@ -67,7 +67,6 @@ _HTTP_ERRORS = {
 }
 CLIENT_CLOSED_REQUEST = 499
 TOKEN_ROUTE = "/token"  # noqa: S105 (a path, not a secret)
-JWKS_ROUTE = "/.well-known/jwks.json"
 # Probes and scrapes come every few seconds from every prober: logged at DEBUG.
 QUIET_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
 # The route name of a request no route matches (in log lines and metrics).
@@ -242,8 +241,6 @@ def _observe(request: web.Request, route: str, status: int, error: str, seconds:
             metrics.token_issued(request.get(grant_type_key, "other"))
         elif error:
             metrics.token_error(error)
-    elif route == JWKS_ROUTE:
-        metrics.jwks_served(status)
     logs.access(method, route, status, seconds * 1000, quiet=route in QUIET_ROUTES)
 
 
