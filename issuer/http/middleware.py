@@ -256,8 +256,9 @@ def install(app: web.Application, table: web.Application, wrap: Edge) -> None:
         assert resource is not None, "a table route is always on a resource"
         template = resource.canonical
         app.router.add_route(route.method, template, wrap(route.handler, template))
-    # Last: the router tries it only after every route, for any method and any path.
-    app.router.add_route(hdrs.METH_ANY, "/{path:.*}", wrap(_unmatched, UNMATCHED))
+    # Last: the router tries it only after every route, for any method and any path
+    # (a decoded path may hold a newline, which "." would not match).
+    app.router.add_route(hdrs.METH_ANY, r"/{path:[\s\S]*}", wrap(_unmatched, UNMATCHED))
 
 
 async def _unmatched(request: web.Request) -> web.StreamResponse:

@@ -11,7 +11,9 @@ from aiohttp.test_utils import TestClient
 from issuer.http.middleware import SECURITY_HEADERS
 
 
-@pytest.mark.parametrize("path", ["/nope", "/token/", "/.well-known/", "/%00"])
+@pytest.mark.parametrize(
+    "path", ["/nope", "/token/", "/.well-known/", "/%00", "/a%0Ab", "/interaction/a/b%0D%0A"]
+)
 async def test_an_unknown_path_is_a_404_with_the_edges_headers(
     client: TestClient[Any, Any], path: str
 ) -> None:
