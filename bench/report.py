@@ -114,6 +114,8 @@ def print_summary(
         else:
             verdict = "PASS" if c["pass"] else "FAIL"
             value = f"{c['value']:.2f}"
+            if float(value) == c["goal"] and not c["pass"]:
+                value = f"{c['value']:.3f}"  # 0.498 is no pass, though it rounds to 0.50
         op = "<" if c["below"] else ">="
         print(f"{verdict}  {c['target']}: {value} (goal {op} {c['goal']:g})")
 
