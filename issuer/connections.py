@@ -10,7 +10,7 @@ descriptor of a worker. Each listener gets:
 - a bound from connecting to the end of the first request head
   (``ISSUER_HEADER_TIMEOUT``), and the keep-alive bound between requests
   (``ISSUER_KEEPALIVE_TIMEOUT``, which aiohttp also applies to the next head); the
-  body's bound is the edge middleware's (:mod:`issuer.http.middleware`);
+  body's bound is the edge's (:mod:`issuer.http.middleware`);
 - aiohttp's own parser errors (a line or header over 8 KiB, a malformed request
   line) answered as the documented JSON error with ``X-Request-ID``, logged as one
   line that carries no request bytes (the offending header may be a credential).

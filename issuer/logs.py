@@ -10,7 +10,6 @@ code that logs must keep it that way (see tests/test_logs.py).
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import collections
 import contextvars
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from issuer.jsontext import json_str
+from issuer.later import Later
 
 # Set by the HTTP middleware for each request; read here for every record.
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -135,7 +135,7 @@ class JSONLineHandler(logging.StreamHandler[Any]):
         # Appended to by an event loop's thread without a lock (deque.append is atomic),
         # drained under the lock by whichever thread writes.
         self.pending: collections.deque[AccessEntry] = collections.deque()
-        self.due_on: asyncio.AbstractEventLoop | None = None
+        self._write_soon = Later(ACCESS_FLUSH_SECONDS, self.write_pending)
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.pending:
@@ -143,7 +143,6 @@ class JSONLineHandler(logging.StreamHandler[Any]):
         super().emit(record)
 
     def write_pending(self) -> None:
-        self.due_on = None
         with self.lock:  # type: ignore[union-attr]
             pending = self.pending
             entries = [pending.popleft() for _ in range(len(pending))]
@@ -165,21 +164,7 @@ class JSONLineHandler(logging.StreamHandler[Any]):
     def queue(self, entry: AccessEntry) -> None:
         """Write ``entry`` within ``ACCESS_FLUSH_SECONDS`` (at once outside an event loop)."""
         self.pending.append(entry)
-        due = self.due_on
-        if due is not None and not due.is_closed():
-            # Already due (nearly always): asking for the running loop costs more than
-            # queuing (in CPython 3.11 it makes a getpid system call).
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.write_pending()
-            return
-        # One write due per loop: a loop that closes before it is due drops its
-        # callback, and the next loop to queue a line schedules its own.
-        if loop is not self.due_on:
-            self.due_on = loop
-            loop.call_later(ACCESS_FLUSH_SECONDS, self.write_pending)
+        self._write_soon.due()
 
 
 # A logger is made once per name and lives as long as the process: looked up once

@@ -17,7 +17,6 @@ OAuth error codes, route templates, methods and statuses, all bounded sets.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import bisect
 import functools
@@ -32,6 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from issuer import __version__
 from issuer.errors import TemporarilyUnavailableError
 from issuer.keyring import Keyring, KeyState
+from issuer.later import Later
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -113,14 +113,11 @@ _tokens_due: dict[str, int] = {}
 JWKS_ROUTE = "/.well-known/jwks.json"
 # Per (route, method, status): [sum of seconds, then a count per bucket, +Inf last].
 _requests_due: dict[tuple[str, str, int], list[float]] = {}
-# The loop a flush is scheduled on: a loop that closes first (tests run many) drops it,
-# and the next loop to tally schedules its own.
-_flush_loop: asyncio.AbstractEventLoop | None = None
 
 
 def token_issued(grant: str) -> None:
     _tokens_due[grant] = _tokens_due.get(grant, 0) + 1
-    _flush_soon()
+    _flush_soon.due()
 
 
 def token_error(error: str) -> None:
@@ -151,30 +148,11 @@ def request_observed(route: str, method: str, status: int, seconds: float) -> No
     tally[0] += seconds
     # Prometheus buckets are "less than or equal": the first bound >= seconds.
     tally[1 + bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
-    _flush_soon()
-
-
-def _flush_soon() -> None:
-    global _flush_loop
-    due = _flush_loop
-    if due is not None and not due.is_closed():
-        # Already due (nearly always): asking for the running loop costs more than the
-        # tally (in CPython 3.11 it makes a getpid system call).
-        return
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        flush()
-        return
-    if loop is not _flush_loop:
-        _flush_loop = loop
-        loop.call_later(FLUSH_SECONDS, flush)
+    _flush_soon.due()
 
 
 def flush() -> None:
     """Add the tallies to prometheus-client's values (with workers, the shared files)."""
-    global _flush_loop
-    _flush_loop = None
     m = _metrics()
     while _tokens_due:
         grant, n = _tokens_due.popitem()
@@ -201,6 +179,8 @@ def flush() -> None:
                 jwks = _jwks_children[status] = m.jwks_requests.labels(status=str(status))
             jwks.inc(int(sum(tally[1:])))
 
+
+_flush_soon = Later(FLUSH_SECONDS, flush)
 
 # -- scraping -------------------------------------------------------------------
 

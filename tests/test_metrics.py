@@ -105,7 +105,7 @@ def test_a_loop_closed_before_its_flush_leaves_the_next_loop_to_flush(
 
     asyncio.run(request())  # the loop closes with its flush still waiting
     assert counted() is None
-    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 0.0)
+    monkeypatch.setattr(metrics._flush_soon, "delay", 0.0)
 
     async def request_then_turns() -> None:
         await request()

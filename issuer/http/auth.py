@@ -31,7 +31,7 @@ async def authenticate(request: web.Request) -> AccessClaims:
 
 
 async def require_admin(request: web.Request) -> None:
-    """The admin listener's check, run by its edge middleware before every handler."""
+    """The admin listener's check, run by its edge before every handler."""
     if request.path in OPEN_PATHS:
         return
     claims = await authenticate(request)

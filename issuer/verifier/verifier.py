@@ -102,22 +102,7 @@ class _Base(Generic[J]):
         key = jwks.cached_key(kid, now)
         if key is None:
             return PreparedToken(alg, kid, signing_input, p, s)
-        # self._complete, inlined: this is every cold token's path.
-        claims, (start, until) = complete_parts(alg, signing_input, p, s, key, self.policy, now)
-        if self.revocations is not None:
-            self.revocations.check(claims)
-        if self.cache_size:
-            lock = self._lock
-            lock.acquire()
-            try:
-                verified = self._verified
-                if len(verified) >= self.cache_size:
-                    del verified[next(iter(verified))]  # the oldest entry
-                verified[token] = (claims, kid, key, start, until)
-            finally:
-                lock.release()
-            return dict(claims)
-        return claims
+        return self._complete(token, alg, kid, signing_input, p, s, key, now)
 
     def _cached(
         self, token: str | bytes, hit: _Verified, now: float, jwks: KeyLookup
@@ -149,8 +134,7 @@ class _Base(Generic[J]):
         key: VerificationKey,
         now: float,
     ) -> dict[str, Any]:
-        # After a key fetch; _verify_offline inlines the same steps. The window is the
-        # ``now`` for which the claim checks that depend on it still hold.
+        # The window is the ``now`` for which the claim checks that depend on it still hold.
         claims, (start, until) = complete_parts(alg, signing_input, p, s, key, self.policy, now)
         if self.revocations is not None:
             self.revocations.check(claims)
