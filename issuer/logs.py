@@ -19,6 +19,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -138,6 +139,7 @@ class JSONLineHandler(logging.StreamHandler[Any]):
         self._write_soon = Later(ACCESS_FLUSH_SECONDS, self.write_pending)
 
     def emit(self, record: logging.LogRecord) -> None:
+        _write_first()
         if self.pending:
             self.write_pending()
         super().emit(record)
@@ -200,8 +202,47 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
 
 
 def _write_pending() -> None:
+    _write_first()
     if _json_handler is not None:
         _json_handler.write_pending()
+
+
+# Whoever holds access lines back (the HTTP edge notes finished requests and hands them
+# over in batches) and must have them written before any other record.
+_first: list[Callable[[], None]] = []
+
+
+def write_first(callback: Callable[[], None]) -> None:
+    """Call ``callback`` before any record that is not an access line is written."""
+    _first.append(callback)
+
+
+def _write_first() -> None:
+    for callback in _first:
+        callback()
+
+
+def access_lines_held() -> bool:
+    """Whether access lines may be held back and handed over in batches (``access_batch``):
+    with the service's JSON handler, which writes them before any later record. Any
+    other set-up (text lines, a test's handler) gets each line at once, as ``access``."""
+    return _json_handler is not None
+
+
+def access_batch(entries: list[AccessEntry]) -> None:
+    """Access lines of requests that finished a moment ago, each at its own level, with
+    the request id and route in the entry (their context is gone)."""
+    enabled = _access_logger.isEnabledFor
+    entries = [entry for entry in entries if enabled(entry[1])]
+    if not entries:
+        return
+    handler = _json_handler
+    if handler is None:
+        for entry in entries:
+            _access_record(entry)
+        return
+    handler.pending.extend(entries)
+    handler.write_pending()
 
 
 def access(

@@ -388,3 +388,36 @@ def test_the_access_lines_timestamp_is_isoformats(second: int, millisecond: int)
     created = second + (millisecond + 0.4) / 1000  # inside the millisecond, off its edges
     expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
     assert logs._iso(created) == expected
+
+
+async def test_the_edge_holds_access_lines_back_and_writes_them_before_a_later_record(
+    client: TestClient[Any, Any],
+    admin: TestClient[Any, Any],
+    configure_json: Callable[[], logs.JSONLineHandler],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the real app: requests leave notes, which become access lines (with their
+    request id and route) and the duration histogram's counts in one batch; a record
+    logged meanwhile goes out after the lines of the requests that finished before it."""
+    async def jwks_count() -> float:
+        scraped = await (await admin.get("/metrics")).text()
+        line = 'issuer_jwks_requests_total{status="200"} '
+        return sum(float(x.removeprefix(line)) for x in scraped.splitlines() if x.startswith(line))
+
+    before = await jwks_count()
+    json_handler = configure_json()
+    out = io.StringIO()
+    monkeypatch.setattr(json_handler, "stream", out)
+    assert (await client.get("/.well-known/jwks.json", headers={"X-Request-ID": "j-1"})).ok
+    assert (await client.get("/no/such/path", headers={"X-Request-ID": "j-2"})).status == 404
+    logging.getLogger("issuer.test").warning("after two requests")
+    lines = parsed(out)
+    assert [(d["event"], d.get("request_id"), d.get("route")) for d in lines] == [
+        ("GET /.well-known/jwks.json 200", "j-1", "/.well-known/jwks.json"),
+        ("GET unmatched 404", "j-2", "unmatched"),
+        ("after two requests", None, None),
+    ]
+    assert [d["logger"] for d in lines[:2]] == ["issuer.access", "issuer.access"]
+    assert all(isinstance(d["duration_ms"], float) for d in lines[:2])
+    # The scrape counts them too (its own worker's notes first).
+    assert await jwks_count() == before + 1

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from issuer import metrics
 from issuer.appkeys import context_key
+from issuer.http.middleware import write_finished
 from issuer.http.operations import operation, unauthenticated
 
 
@@ -24,6 +25,7 @@ from issuer.http.operations import operation, unauthenticated
 )
 async def handle_metrics(request: web.Request) -> web.Response:
     ctx = request.app[context_key]
+    write_finished()  # this worker's requests so far, counted
     body = metrics.render(ctx.keyring if ctx.started else None, ctx.clock.now())
     return web.Response(
         body=body, headers={"Content-Type": metrics.CONTENT_TYPE, "Cache-Control": "no-store"}

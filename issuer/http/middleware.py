@@ -10,8 +10,8 @@ what every request needs.
 5. errors rendered as RFC 6749 §5.2 JSON (``{"error", "error_description"}``, with
    ``Cache-Control: no-store``); anything that is not an :class:`IssuerError` is logged
    with the request id and answered as a bare 500 that reveals nothing;
-6. the security headers; the duration histogram (the JWKS counter is added from it), the
-   token counters and the access line.
+6. the security headers; the token counters; a note of the request, from which the
+   duration histogram (and the JWKS counter) and the access line are made in batches.
 
 A wrapper around each handler, installed with the routes (:func:`install`), rather
 than an aiohttp middleware: with any middleware aiohttp adds one of its own, looks the
@@ -25,20 +25,24 @@ goes through the edge too, by a last route that matches any path and answers 404
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import logging
+import os
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
+from multidict import istr
 
 from issuer import logs, metrics
 from issuer.appkeys import admin_app_key, body_key, context_key, grant_type_key
 from issuer.errors import IssuerError
 from issuer.http.render import json_response
 from issuer.http.requests import require_storable
+from issuer.later import Later
 from issuer.logs import request_id_var, route_var
 
 log = logging.getLogger("issuer.http")
@@ -51,12 +55,17 @@ Wrapper = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 # The edge around one route's handler, given the handler and the route's template.
 Edge = Callable[[Handler, str], Handler]
 
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+# Header names as ``istr``: a CIMultiDict takes their case-folded form as it is, where a
+# plain str is folded again on every lookup and set (a few percent of a JWKS request).
+SECURITY_HEADERS: dict[str, str] = {
+    istr("X-Content-Type-Options"): "nosniff",
+    istr("X-Frame-Options"): "DENY",
+    istr("Referrer-Policy"): "no-referrer",
+    istr("Content-Security-Policy"): "default-src 'none'; frame-ancestors 'none'",
+    # In place of aiohttp's "Python/3.x aiohttp/3.y", which tells an attacker versions.
+    hdrs.SERVER: "issuer",
 }
+_X_REQUEST_ID = istr("X-Request-ID")
 # aiohttp's own HTTP errors, mapped onto OAuth-style codes.
 _HTTP_ERRORS = {
     400: "invalid_request",
@@ -98,10 +107,12 @@ def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Edge:
         """``handler`` inside the edge; ``route`` is its template (``/admin/keys/{kid}``)."""
         # Only a template with segments has any to check (the catch-all's is the path).
         segments = "{" in route and route != UNMATCHED
+        # Probes and scrapes are logged at DEBUG.
+        level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
 
         async def edged(request: web.Request) -> web.StreamResponse:
             start = time.perf_counter()
-            incoming = request.headers.get("X-Request-ID")
+            incoming = request.headers.get(_X_REQUEST_ID)
             rid = (
                 incoming
                 if incoming is not None and _REQUEST_ID.fullmatch(incoming)
@@ -128,7 +139,7 @@ def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Edge:
                             # it up. Query parameters are checked by ``only_query``, bodies
                             # by their parsers.
                             require_storable(value, f"path segment {name}")
-                        if cors is not None and "Origin" in request.headers:
+                        if cors is not None and hdrs.ORIGIN in request.headers:
                             response = await cors(request, handler)
                         else:
                             response = await handler(request)
@@ -156,12 +167,12 @@ def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Edge:
                     log.exception("unhandled error", extra={"route": route})
                     response = _server_error(rid)
             finally:
-                _observe(request, route, status, error, time.perf_counter() - start)
+                _observe(request, route, level, status, error, time.perf_counter() - start)
             headers = response.headers
-            headers["X-Request-ID"] = rid
+            headers[_X_REQUEST_ID] = rid
             for name, value in SECURITY_HEADERS.items():
                 headers.setdefault(name, value)
-            headers.setdefault("Cache-Control", "no-store")
+            headers.setdefault(hdrs.CACHE_CONTROL, "no-store")
             return response
 
         return functools.update_wrapper(edged, handler)
@@ -232,16 +243,67 @@ def _server_error(rid: str) -> web.Response:
     return json_response(body, 500, {"Cache-Control": "no-store"})
 
 
-def _observe(request: web.Request, route: str, status: int, error: str, seconds: float) -> None:
-    method = request.method if request.method in METHODS else "OTHER"
-    metrics.request_observed(route, method, status, seconds)
+# Each finished request is noted here as one tuple; every ``logs.ACCESS_FLUSH_SECONDS``
+# the notes become the duration histogram's tally and the access lines, in one loop
+# (``write_finished``). Tallied and queued as each request ended, the two cost a JWKS
+# request about a tenth of its rate; noted, and handled in batches, about a fifteenth
+# (issue 11). A note: time, log level, method, route, status, seconds, request id.
+Finished = tuple[float, int, str, str, int, float, str]
+_finished: list[Finished] = []
+WRITTEN = 0  # the level of a note whose access line went out at once
+
+
+def write_finished() -> None:
+    """Turn the notes of the requests finished so far into metrics and access lines."""
+    global _finished
+    entries, _finished = _finished, []
+    if not entries:
+        return
+    observed = metrics.request_observed
+    for _, _, method, route, status, seconds, _ in entries:
+        observed(route, method, status, seconds)
+    metrics.flush()  # now, not a flush interval later: another worker's scrape lags no more
+    logs.access_batch(
+        [
+            (at, level, method, route, status, seconds * 1000, rid, route)
+            for at, level, method, route, status, seconds, rid in entries
+            if level != WRITTEN
+        ]
+    )
+
+
+_write_finished_soon = Later(logs.ACCESS_FLUSH_SECONDS, write_finished)
+# Before any other record is written (and at exit, before the metrics' last tally and
+# the logs' last lines: atexit runs the last registered first), so that one process's
+# lines stay in the order things happened and no request goes uncounted.
+logs.write_first(write_finished)
+atexit.register(write_finished)
+
+
+def _forget_finished() -> None:
+    _finished.clear()  # the parent's: it writes them itself
+
+
+os.register_at_fork(after_in_child=_forget_finished)
+
+
+def _observe(
+    request: web.Request, route: str, level: int, status: int, error: str, seconds: float
+) -> None:
+    method = request.method
+    if method not in METHODS:
+        method = "OTHER"
+    if not logs.access_lines_held():
+        logs.access(method, route, status, seconds * 1000, quiet=level == logging.DEBUG)
+        level = WRITTEN
+    _finished.append((time.time(), level, method, route, status, seconds, request_id_var.get()))
+    _write_finished_soon.due()
     if route == TOKEN_ROUTE:
         if status == 200:
             # Set by the token handler once it knows the grant: no second parse of the form.
             metrics.token_issued(request.get(grant_type_key, "other"))
         elif error:
             metrics.token_error(error)
-    logs.access(method, route, status, seconds * 1000, quiet=route in QUIET_ROUTES)
 
 
 def install(app: web.Application, table: web.Application, wrap: Edge) -> None:
