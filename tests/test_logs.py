@@ -399,6 +399,7 @@ async def test_the_edge_holds_access_lines_back_and_writes_them_before_a_later_r
     """Through the real app: requests leave notes, which become access lines (with their
     request id and route) and the duration histogram's counts in one batch; a record
     logged meanwhile goes out after the lines of the requests that finished before it."""
+
     async def jwks_count() -> float:
         scraped = await (await admin.get("/metrics")).text()
         line = 'issuer_jwks_requests_total{status="200"} '
