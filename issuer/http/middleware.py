@@ -96,10 +96,14 @@ class ClientGoneError(Exception):
     """The client closed the connection before its body was read: not a server error."""
 
 
+# The module's generator, bound once: random reseeds that same generator in a forked child.
+_randbytes = random.randbytes
+
+
 def new_request_id() -> str:
     # 32 hex digits, as uuid4().hex gave, at a twentieth of its cost. A request id names
     # a log line and guards nothing, so the Mersenne Twister serves (reseeded on fork).
-    return random.randbytes(16).hex()
+    return _randbytes(16).hex()
 
 
 def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Edge:

@@ -3,12 +3,13 @@ the edge wraps each route's handler, and a last route answers 404 or 405 through
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from issuer.http.middleware import SECURITY_HEADERS
+from issuer.http.middleware import SECURITY_HEADERS, new_request_id
 
 
 @pytest.mark.parametrize(
@@ -55,3 +56,20 @@ async def test_the_admin_listener_asks_who_before_saying_what_does_not_exist(
     known = await admin.get("/admin/nope", headers={"Authorization": f"Bearer {admin_token}"})
     assert known.status == 404
     assert (await known.json())["error"] == "not_found"
+
+
+def test_a_forked_worker_draws_request_ids_of_its_own() -> None:
+    """Workers are forked from one parent: each must not repeat the ids the others make."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, then out without pytest's teardown
+        os.write(write, " ".join(new_request_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 4096).decode().split()
+    os.close(read)
+    parent = [new_request_id() for _ in range(3)]
+    assert len(child) == 3
+    assert all(len(x) == 32 for x in child + parent)
+    assert not set(child) & set(parent)
