@@ -136,8 +136,9 @@ def bare_rate(args: argparse.Namespace, workdir: Path) -> Run:
 #   alongside the idle service): both sample the same moments. The shorter the slices,
 #   the more often they alternate and the less a drift favours either side: run against
 #   a second bare handler in place of the service, 2-s slices gave ratios from 0.91 to
-#   1.05. Neither side's first second counts: each is run once, unmeasured, first (the
-#   bare handler's first slice, just started, was the slowest of its run every time).
+#   1.05, 1-s slices from 0.99 to 1.04. Neither side's first second counts: each is run
+#   once, unmeasured, first (the bare handler's first slice, just started, was the
+#   slowest of its run every time).
 # - The password login (a login takes seconds) and the refresh (each connection chains
 #   its tokens from one pool) run whole, their limit measured right before and right
 #   after them, half the scenario's time each.

@@ -73,3 +73,17 @@ def test_a_forked_worker_draws_request_ids_of_its_own() -> None:
     assert len(child) == 3
     assert all(len(x) == 32 for x in child + parent)
     assert not set(child) & set(parent)
+
+
+async def test_no_response_names_the_server_software_or_its_version(
+    client: TestClient[Any, Any],
+) -> None:
+    """aiohttp's default ``Server: Python/3.x aiohttp/3.y`` tells an attacker versions."""
+    answers = [
+        await client.get("/.well-known/jwks.json"),
+        await client.get("/.well-known/openid-configuration"),
+        await client.post("/token", data={"grant_type": "client_credentials"}),
+        await client.get("/nope"),
+    ]
+    assert [r.status for r in answers] == [200, 200, 401, 404]
+    assert [r.headers.getall("Server") for r in answers] == [["issuer"]] * 4
