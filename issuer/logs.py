@@ -290,7 +290,8 @@ def _access_line(entry: AccessEntry) -> str:
         )
     return _template(level, method, route, status, current, True) % (
         _iso(created),
-        json_str(rid),
+        # Letters and digits need no escape (the ids the edge makes are hex).
+        f'"{rid}"' if rid.isalnum() else json_str(rid),
         duration_ms,
     )
 
@@ -370,19 +371,25 @@ def _only_handler(logger: logging.Logger, handler: logging.Handler) -> bool:
 
 
 _second: tuple[int, str] = (-1, "")
+_millisecond: tuple[int, str] = (-1, "")
 # The end of a timestamp for each millisecond of a second: ".042+00:00".
 _MILLISECONDS = tuple(f".{ms:03d}+00:00" for ms in range(1000))
 
 
 def _iso(created: float) -> str:
     """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``, its
-    date made once a second and the milliseconds looked up."""
-    global _second
+    date made once a second and the milliseconds looked up; the last one kept, since a
+    batch of access lines holds several requests of each millisecond."""
+    global _second, _millisecond
     ms = int(created * 1000)
+    if ms == _millisecond[0]:
+        return _millisecond[1]
     sec = ms // 1000
     if sec != _second[0]:
         _second = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return _second[1] + _MILLISECONDS[ms - sec * 1000]
+    text = _second[1] + _MILLISECONDS[ms - sec * 1000]
+    _millisecond = (ms, text)
+    return text
 
 
 OVERLOAD_INTERVAL = 10.0
