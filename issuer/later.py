@@ -4,14 +4,20 @@ tally, the access lines): one call scheduled at a time on the running event loop
 from __future__ import annotations
 
 import asyncio
+import os
+import weakref
 from collections.abc import Callable
+
+# Every Later, so that a forked child forgets the calls its parent's loop had scheduled:
+# the copied loop is not closed, and ``due`` would wait for a call that never comes.
+_all: weakref.WeakSet[Later] = weakref.WeakSet()
 
 
 class Later:
     """Calls ``callback`` within ``delay`` seconds of :meth:`due`, on the running event
     loop, once for everything made due meanwhile; at once when no loop runs."""
 
-    __slots__ = ("_callback", "_on", "delay")
+    __slots__ = ("__weakref__", "_callback", "_on", "delay")
 
     def __init__(self, delay: float, callback: Callable[[], None]) -> None:
         self.delay = delay
@@ -20,6 +26,7 @@ class Later:
         # drops it (tests run many loops), and the next loop to make work due schedules
         # its own.
         self._on: asyncio.AbstractEventLoop | None = None
+        _all.add(self)
 
     def due(self) -> None:
         on = self._on
@@ -38,3 +45,11 @@ class Later:
     def _run(self) -> None:
         self._on = None
         self._callback()
+
+
+def _forget_scheduled() -> None:
+    for later in _all:
+        later._on = None
+
+
+os.register_at_fork(after_in_child=_forget_scheduled)

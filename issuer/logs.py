@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import contextvars
 import json
 import logging
@@ -139,7 +140,10 @@ class JSONLineHandler(logging.StreamHandler[Any]):
         self._write_soon = Later(ACCESS_FLUSH_SECONDS, self.write_pending)
 
     def emit(self, record: logging.LogRecord) -> None:
-        _write_first()
+        try:
+            _write_first()
+        except Exception:
+            self.handleError(record)  # the record itself still goes out
         if self.pending:
             self.write_pending()
         super().emit(record)
@@ -191,6 +195,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     for old in list(root.handlers):
         if isinstance(old, JSONLineHandler):
+            _write_first()
             old.write_pending()
         root.removeHandler(old)
     root.addHandler(handler)
@@ -220,6 +225,15 @@ def write_first(callback: Callable[[], None]) -> None:
 def _write_first() -> None:
     for callback in _first:
         callback()
+
+
+def lines_lock() -> contextlib.AbstractContextManager[object]:
+    """The JSON handler's lock (any record is written holding it), for work that must not
+    be split by another thread's record; nothing to hold without that handler."""
+    handler = _json_handler
+    if handler is None or handler.lock is None:
+        return contextlib.nullcontext()
+    return handler.lock
 
 
 def access_lines_held() -> bool:
@@ -320,6 +334,14 @@ def _access_record(entry: AccessEntry) -> None:
 _template_cache: dict[tuple[int, str, str, int, str, bool], str] = {}
 # os.getpid is a system call (glibc no longer caches it); the templates hold the pid.
 os.register_at_fork(after_in_child=_template_cache.clear)
+
+
+def _forget_pending() -> None:
+    if _json_handler is not None:
+        _json_handler.pending.clear()  # the parent's lines: it writes them
+
+
+os.register_at_fork(after_in_child=_forget_pending)
 
 
 def _template(level: int, method: str, route: str, status: int, current: str, with_id: bool) -> str:

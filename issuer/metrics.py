@@ -21,6 +21,7 @@ import atexit
 import bisect
 import functools
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
@@ -115,8 +116,26 @@ JWKS_ROUTE = "/.well-known/jwks.json"
 _requests_due: dict[tuple[str, str, int], list[float]] = {}
 
 
+# The tallies are added to by the event loop and flushed by whichever thread writes the
+# edge's notes (a record logged from another thread does): one lock for both.
+_tally_lock = threading.RLock()
+
+
+def _forget_tallies() -> None:
+    """In a forked child: the parent adds what it tallied; a lock held by another of the
+    parent's threads at the fork would never be released here."""
+    global _tally_lock
+    _tally_lock = threading.RLock()
+    _tokens_due.clear()
+    _requests_due.clear()
+
+
+os.register_at_fork(after_in_child=_forget_tallies)
+
+
 def token_issued(grant: str) -> None:
-    _tokens_due[grant] = _tokens_due.get(grant, 0) + 1
+    with _tally_lock:
+        _tokens_due[grant] = _tokens_due.get(grant, 0) + 1
     _flush_soon.due()
 
 
@@ -141,6 +160,23 @@ def client_disconnected() -> None:
 
 
 def request_observed(route: str, method: str, status: int, seconds: float) -> None:
+    """One request, added to the shared values within ``FLUSH_SECONDS``."""
+    with _tally_lock:
+        _tally(route, method, status, seconds)
+    _flush_soon.due()
+
+
+def requests_observed(requests: Iterable[tuple[str, str, int, float]]) -> None:
+    """Requests (route, method, status, seconds), added to the shared values now: the
+    edge's batch comes every ``FLUSH_SECONDS`` already, and another worker's scrape
+    lags no more than that."""
+    with _tally_lock:
+        for route, method, status, seconds in requests:
+            _tally(route, method, status, seconds)
+        _flush()
+
+
+def _tally(route: str, method: str, status: int, seconds: float) -> None:
     key = (route, method, status)
     tally = _requests_due.get(key)
     if tally is None:
@@ -148,11 +184,15 @@ def request_observed(route: str, method: str, status: int, seconds: float) -> No
     tally[0] += seconds
     # Prometheus buckets are "less than or equal": the first bound >= seconds.
     tally[1 + bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
-    _flush_soon.due()
 
 
 def flush() -> None:
     """Add the tallies to prometheus-client's values (with workers, the shared files)."""
+    with _tally_lock:
+        _flush()
+
+
+def _flush() -> None:
     m = _metrics()
     while _tokens_due:
         grant, n = _tokens_due.popitem()

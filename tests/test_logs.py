@@ -22,6 +22,7 @@ from issuer import logs
 from issuer.context import Context
 from issuer.jsontext import json_str
 from issuer.kek import load_kek
+from issuer.later import Later
 from issuer.logs import (
     JSONFormatter,
     LibraryFloodFilter,
@@ -422,3 +423,69 @@ async def test_the_edge_holds_access_lines_back_and_writes_them_before_a_later_r
     assert all(isinstance(d["duration_ms"], float) for d in lines[:2])
     # The scrape counts them too (its own worker's notes first).
     assert await jwks_count() == before + 1
+
+
+async def test_a_record_from_another_thread_writes_the_notes_first_and_counts_them(
+    client: TestClient[Any, Any],
+    admin: TestClient[Any, Any],
+    configure_json: Callable[[], logs.JSONLineHandler],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thread that logs (aiosqlite's, the password hashers') takes the loop's notes
+    under the handler's lock: their lines come before its record, each exactly once, and
+    the metrics count each request once."""
+
+    async def jwks_count() -> float:
+        scraped = await (await admin.get("/metrics")).text()
+        line = 'issuer_jwks_requests_total{status="200"} '
+        return sum(float(x.removeprefix(line)) for x in scraped.splitlines() if x.startswith(line))
+
+    before = await jwks_count()
+    json_handler = configure_json()
+    out = io.StringIO()
+    monkeypatch.setattr(json_handler, "stream", out)
+    for n in range(3):
+        resp = await client.get("/.well-known/jwks.json", headers={"X-Request-ID": f"t-{n}"})
+        assert resp.ok
+    await asyncio.to_thread(logging.getLogger("issuer.test").warning, "from a thread")
+    lines = parsed(out)
+    assert [d.get("request_id") or d["event"] for d in lines] == [
+        "t-0",
+        "t-1",
+        "t-2",
+        "from a thread",
+    ]
+    assert await jwks_count() == before + 3
+    assert parsed(out)[4:] == []  # the scrape's own line is DEBUG; nothing written twice
+
+
+def test_a_forked_child_schedules_its_own_flush() -> None:
+    """The child's copy of its parent's loop is not closed: a Later that believed a call
+    was scheduled there would wait for it forever."""
+    later = Later(0.01, lambda: None)
+
+    async def parent() -> None:
+        later.due()  # scheduled on this loop, which the child inherits unclosed
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(parent())
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            child_loop = asyncio.new_event_loop()
+            scheduled: list[float] = []
+            child_loop.call_later = lambda delay, *_: scheduled.append(delay)  # type: ignore[method-assign, assignment]
+
+            async def child() -> None:
+                later.due()
+
+            child_loop.run_until_complete(child())
+            os.write(write, str(len(scheduled)).encode())
+            os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        assert os.read(read, 16) == b"1"
+        os.close(read)
+    finally:
+        loop.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import functools
 import logging
 import os
@@ -254,42 +255,41 @@ def _server_error(rid: str) -> web.Response:
 # request ended called into both modules (issue 11: 1 to 3 points of the JWKS rate).
 # A note: time, log level, method, route, status, seconds, request id.
 Finished = tuple[float, int, str, str, int, float, str]
-_finished: list[Finished] = []
+# Appended to by the event loop's thread; drained by whichever thread writes (a record
+# logged from another thread writes the notes first): deque.append and popleft are
+# atomic, so a note is taken exactly once, whatever runs alongside.
+_finished: collections.deque[Finished] = collections.deque()
 WRITTEN = 0  # the level of a note whose access line went out at once
 
 
 def write_finished() -> None:
     """Turn the notes of the requests finished so far into metrics and access lines."""
-    global _finished
-    entries, _finished = _finished, []
-    if not entries:
-        return
-    observed = metrics.request_observed
-    for _, _, method, route, status, seconds, _ in entries:
-        observed(route, method, status, seconds)
-    metrics.flush()  # now, not a flush interval later: another worker's scrape lags no more
-    logs.access_batch(
-        [
-            (at, level, method, route, status, seconds * 1000, rid, route)
-            for at, level, method, route, status, seconds, rid in entries
-            if level != WRITTEN
-        ]
-    )
+    # Under the log handler's lock: another thread's record cannot come between the
+    # notes taken here and their lines.
+    with logs.lines_lock():
+        pending = _finished
+        entries = [pending.popleft() for _ in range(len(pending))]
+        if not entries:
+            return
+        metrics.requests_observed(
+            (route, method, status, seconds) for _, _, method, route, status, seconds, _ in entries
+        )
+        logs.access_batch(
+            [
+                (at, level, method, route, status, seconds * 1000, rid, route)
+                for at, level, method, route, status, seconds, rid in entries
+                if level != WRITTEN
+            ]
+        )
 
 
 _write_finished_soon = Later(logs.ACCESS_FLUSH_SECONDS, write_finished)
-# Before any other record is written (and at exit, before the metrics' last tally and
-# the logs' last lines: atexit runs the last registered first), so that one process's
-# lines stay in the order things happened and no request goes uncounted.
+# Before any other record is written, so that one process's lines stay in the order
+# things happened; and at exit (``write_finished`` flushes the metrics itself).
 logs.write_first(write_finished)
 atexit.register(write_finished)
-
-
-def _forget_finished() -> None:
-    _finished.clear()  # the parent's: it writes them itself
-
-
-os.register_at_fork(after_in_child=_forget_finished)
+# A forked child has its own requests: its parent writes the notes it had.
+os.register_at_fork(after_in_child=_finished.clear)
 
 
 def _observe(
