@@ -40,7 +40,7 @@ from aiohttp.web_request import BaseRequest
 from issuer import logs, metrics
 from issuer.config import Settings
 from issuer.errors import ConfigError
-from issuer.http.middleware import SECURITY_HEADERS, new_request_id
+from issuer.http.middleware import SECURITY_HEADERS, new_request_id, note_finished
 from issuer.http.render import json_response
 
 log = logging.getLogger("issuer.connections")
@@ -265,8 +265,7 @@ class GuardedHandler(RequestHandler):
                 extra={"request_id": rid},
             )
             body = {"error": "invalid_request", "error_description": "malformed HTTP request"}
-        logs.access("OTHER", "unparsed", status, 0.0, quiet=False, request_id=rid)
-        metrics.request_observed("unparsed", "OTHER", status, 0.0)
+        note_finished("OTHER", "unparsed", logging.INFO, status, 0.0, rid)
         if request.writer.output_size > 0:
             raise ConnectionError("the response has begun; cannot send an error")
         headers = {"Cache-Control": "no-store", "X-Request-ID": rid, **SECURITY_HEADERS}

@@ -391,6 +391,22 @@ def test_the_access_lines_timestamp_is_isoformats(second: int, millisecond: int)
     assert logs._iso(created) == expected
 
 
+async def jwks_count(admin: TestClient[Any, Any]) -> float:
+    """The JWKS 200s counted so far, as every worker's scrape adds them up."""
+    scraped = await (await admin.get("/metrics")).text()
+    line = 'issuer_jwks_requests_total{status="200"} '
+    return sum(float(x.removeprefix(line)) for x in scraped.splitlines() if x.startswith(line))
+
+
+def json_lines_into_buffer(
+    configure_json: Callable[[], logs.JSONLineHandler], monkeypatch: pytest.MonkeyPatch
+) -> io.StringIO:
+    """The service's JSON logging, its lines written to the returned buffer."""
+    out = io.StringIO()
+    monkeypatch.setattr(configure_json(), "stream", out)
+    return out
+
+
 async def test_the_edge_holds_access_lines_back_and_writes_them_before_a_later_record(
     client: TestClient[Any, Any],
     admin: TestClient[Any, Any],
@@ -401,15 +417,8 @@ async def test_the_edge_holds_access_lines_back_and_writes_them_before_a_later_r
     request id and route) and the duration histogram's counts in one batch; a record
     logged meanwhile goes out after the lines of the requests that finished before it."""
 
-    async def jwks_count() -> float:
-        scraped = await (await admin.get("/metrics")).text()
-        line = 'issuer_jwks_requests_total{status="200"} '
-        return sum(float(x.removeprefix(line)) for x in scraped.splitlines() if x.startswith(line))
-
-    before = await jwks_count()
-    json_handler = configure_json()
-    out = io.StringIO()
-    monkeypatch.setattr(json_handler, "stream", out)
+    before = await jwks_count(admin)
+    out = json_lines_into_buffer(configure_json, monkeypatch)
     assert (await client.get("/.well-known/jwks.json", headers={"X-Request-ID": "j-1"})).ok
     assert (await client.get("/no/such/path", headers={"X-Request-ID": "j-2"})).status == 404
     logging.getLogger("issuer.test").warning("after two requests")
@@ -422,7 +431,7 @@ async def test_the_edge_holds_access_lines_back_and_writes_them_before_a_later_r
     assert [d["logger"] for d in lines[:2]] == ["issuer.access", "issuer.access"]
     assert all(isinstance(d["duration_ms"], float) for d in lines[:2])
     # The scrape counts them too (its own worker's notes first).
-    assert await jwks_count() == before + 1
+    assert await jwks_count(admin) == before + 1
 
 
 async def test_a_record_from_another_thread_writes_the_notes_first_and_counts_them(
@@ -435,15 +444,8 @@ async def test_a_record_from_another_thread_writes_the_notes_first_and_counts_th
     under the handler's lock: their lines come before its record, each exactly once, and
     the metrics count each request once."""
 
-    async def jwks_count() -> float:
-        scraped = await (await admin.get("/metrics")).text()
-        line = 'issuer_jwks_requests_total{status="200"} '
-        return sum(float(x.removeprefix(line)) for x in scraped.splitlines() if x.startswith(line))
-
-    before = await jwks_count()
-    json_handler = configure_json()
-    out = io.StringIO()
-    monkeypatch.setattr(json_handler, "stream", out)
+    before = await jwks_count(admin)
+    out = json_lines_into_buffer(configure_json, monkeypatch)
     for n in range(3):
         resp = await client.get("/.well-known/jwks.json", headers={"X-Request-ID": f"t-{n}"})
         assert resp.ok
@@ -455,7 +457,7 @@ async def test_a_record_from_another_thread_writes_the_notes_first_and_counts_th
         "t-2",
         "from a thread",
     ]
-    assert await jwks_count() == before + 3
+    assert await jwks_count(admin) == before + 3
     assert parsed(out)[4:] == []  # the scrape's own line is DEBUG; nothing written twice
 
 

@@ -175,7 +175,7 @@ def edge(*, check: Check | None = None, cors: Wrapper | None = None) -> Edge:
                     log.exception("unhandled error", extra={"route": route})
                     response = _server_error(rid)
             finally:
-                _observe(request, route, level, status, error, time.perf_counter() - start)
+                _observe(request, route, level, rid, status, error, time.perf_counter() - start)
             headers = response.headers
             headers[_X_REQUEST_ID] = rid
             headers.merge(_DEFAULT_HEADERS)
@@ -292,17 +292,30 @@ atexit.register(write_finished)
 os.register_at_fork(after_in_child=_finished.clear)
 
 
+def note_finished(
+    method: str, route: str, level: int, status: int, seconds: float, rid: str
+) -> None:
+    """A finished request, for the duration histogram and the access line (at ``level``)."""
+    if not logs.access_lines_held():
+        logs.access(
+            method, route, status, seconds * 1000, quiet=level == logging.DEBUG, request_id=rid
+        )
+        level = WRITTEN
+    _finished.append((time.time(), level, method, route, status, seconds, rid))
+    _write_finished_soon.due()
+
+
 def _observe(
-    request: web.Request, route: str, level: int, status: int, error: str, seconds: float
+    request: web.Request,
+    route: str,
+    level: int,
+    rid: str,
+    status: int,
+    error: str,
+    seconds: float,
 ) -> None:
     method = request.method
-    if method not in METHODS:
-        method = "OTHER"
-    if not logs.access_lines_held():
-        logs.access(method, route, status, seconds * 1000, quiet=level == logging.DEBUG)
-        level = WRITTEN
-    _finished.append((time.time(), level, method, route, status, seconds, request_id_var.get()))
-    _write_finished_soon.due()
+    note_finished(method if method in METHODS else "OTHER", route, level, status, seconds, rid)
     if route == TOKEN_ROUTE:
         if status == 200:
             # Set by the token handler once it knows the grant: no second parse of the form.
